@@ -1,0 +1,637 @@
+"""The processing daemon: turns every complete volume in the state database into one NetCDF.
+
+>>> config = ProcessingDaemonConfig(  # doctest: +SKIP
+...     local_bufr_dir=Path("bufr"), local_netcdf_dir=Path("nc"), state_db=Path("state.db"),
+...     volume_types=DEFAULT_VOLUME_TYPES, radar_name="RMA1")
+>>> await ProcessingDaemon(config).run()  # doctest: +SKIP
+
+Each cycle: pick up the files recorded since the last cycle (``sync_volumes``, incremental,
+never "newer than the last volume"), apply the incomplete-volume policy, claim ready volumes
+atomically and convert them in worker processes (:mod:`radarlib.io.ftp.workers`), then
+record ``completed`` or a retry / ``failed``. It sleeps until the download daemon announces
+a ready volume (same process), a conversion frees a slot, ``stop()``, or ``poll_interval``.
+The daemon only schedules and records; :func:`radarlib.convert.convert_volume` converts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from radarlib.errors import ConfigError
+from radarlib.filename import format_iso
+from radarlib.io.ftp.workers import (
+    DEFAULT_CONVERTER,
+    ConversionJob,
+    ConversionOutcome,
+    ConversionPool,
+    WorkerDiedError,
+)
+from radarlib.state.events import wait_for_ready
+from radarlib.volume_types import VolumeTypes, validate_volume_types
+
+if TYPE_CHECKING:
+    from radarlib.state.sqlite import SQLiteStateTracker
+
+__all__ = ["ProcessingDaemon", "ProcessingDaemonConfig", "default_worker_id"]
+
+log = logging.getLogger(__name__)
+
+_RADAR = re.compile(r"[A-Z]{2,5}[0-9]{1,3}")
+#: how often claims of dead processes on this host (and stale claims) are looked for
+_RECOVERY_PERIOD_SECONDS = 60.0
+
+
+def default_worker_id() -> str:
+    """``host:pid:random``: unique per daemon object, and tells which process holds a claim."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _positive(key: str, value: object, *, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(key, f"must be a number, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(key, f"must be {bound}, got {value!r}")
+
+
+def _integer(key: str, value: object, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(key, f"must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        span = f">= {low}" if high is None else f"between {low} and {high}"
+        raise ConfigError(key, f"must be {span}, got {value!r}")
+
+
+@dataclass(kw_only=True)
+class ProcessingDaemonConfig:
+    """Settings of one processing daemon (the original design's fields plus retry and output).
+
+    ``radar_name`` (the design's name) and ``radar_code`` are the same setting; give either.
+    """
+
+    local_bufr_dir: Path
+    local_netcdf_dir: Path
+    state_db: Path
+    volume_types: VolumeTypes
+    radar_name: str | None = None
+    radar_code: str | None = None
+    poll_interval: float = 30
+    max_concurrent_processing: int = 2
+    root_resources: Path | None = None
+    allow_incomplete: bool = False
+    incomplete_timeout_hours: float = 24
+    #: conversion attempts before a volume stays ``failed`` (until reset by hand)
+    max_attempts: int = 3
+    #: delay before the first retry; doubles with each further attempt
+    retry_backoff_seconds: float = 60
+    retry_backoff_max_seconds: float = 3600
+    #: NetCDF-4 zlib level of the output (0-9)
+    compression_level: int = 4
+    #: on stop(), how long running conversions may finish before they are returned to pending
+    shutdown_grace_seconds: float = 30
+    #: a claim older than this (any host) is considered abandoned and recovered
+    stale_claim_seconds: float = 3600
+    worker_id: str = field(default_factory=default_worker_id)
+
+    def __post_init__(self) -> None:
+        for key in ("local_bufr_dir", "local_netcdf_dir", "state_db"):
+            value = getattr(self, key)
+            if not isinstance(value, (str, os.PathLike)) or not str(value):
+                raise ConfigError(key, f"must be a path, got {value!r}")
+            setattr(self, key, Path(value))
+        if self.root_resources is not None:
+            if not isinstance(self.root_resources, (str, os.PathLike)):
+                raise ConfigError("root_resources", f"must be a path, got {self.root_resources!r}")
+            self.root_resources = Path(self.root_resources)
+        self.volume_types = validate_volume_types(self.volume_types)
+        self._resolve_radar()
+        _positive("poll_interval", self.poll_interval)
+        _integer("max_concurrent_processing", self.max_concurrent_processing, 1, 64)
+        if not isinstance(self.allow_incomplete, bool):
+            raise ConfigError(
+                "allow_incomplete", f"must be true or false, got {self.allow_incomplete!r}"
+            )
+        _positive("incomplete_timeout_hours", self.incomplete_timeout_hours, allow_zero=True)
+        _integer("max_attempts", self.max_attempts, 1)
+        _positive("retry_backoff_seconds", self.retry_backoff_seconds, allow_zero=True)
+        _positive("retry_backoff_max_seconds", self.retry_backoff_max_seconds, allow_zero=True)
+        _integer("compression_level", self.compression_level, 0, 9)
+        _positive("shutdown_grace_seconds", self.shutdown_grace_seconds, allow_zero=True)
+        _positive("stale_claim_seconds", self.stale_claim_seconds)
+        if not isinstance(self.worker_id, str) or not self.worker_id.strip():
+            raise ConfigError("worker_id", f"must be a non-empty string, got {self.worker_id!r}")
+
+    def _resolve_radar(self) -> None:
+        given = {k: getattr(self, k) for k in ("radar_name", "radar_code") if getattr(self, k)}
+        if not given:
+            raise ConfigError("radar_code", "is required (or radar_name), e.g. 'RMA1'")
+        for key, value in given.items():
+            if not isinstance(value, str) or _RADAR.fullmatch(value) is None:
+                raise ConfigError(key, f"{value!r} is not a radar code such as 'RMA1' or 'AR5'")
+        if len(set(given.values())) > 1:
+            raise ConfigError(
+                "radar_code",
+                f"radar_name={self.radar_name!r} and radar_code={self.radar_code!r} disagree",
+            )
+        code = next(iter(given.values()))
+        self.radar_name = self.radar_code = code
+
+    @property
+    def radar(self) -> str:
+        """The radar this daemon processes (``radar_code`` == ``radar_name``)."""
+        return str(self.radar_code)
+
+    def retry_delay(self, attempts: int) -> timedelta:
+        """Backoff before the next attempt after ``attempts`` failed ones (exponential, capped)."""
+        seconds = self.retry_backoff_seconds * 2 ** max(0, attempts - 1)
+        return timedelta(seconds=min(seconds, self.retry_backoff_max_seconds))
+
+
+def _fields(text: object) -> tuple[str, ...]:
+    if not text:
+        return ()
+    return tuple(f for f in str(text).split(",") if f)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ProcessingDaemon:
+    """Converts the complete volumes of one radar, in worker processes, exactly once each.
+
+    ``converter`` (``"module:function"`` with :func:`radarlib.convert.convert_volume`'s
+    signature) and ``clock`` are seams for tests; production uses the defaults.
+    """
+
+    def __init__(
+        self,
+        config: ProcessingDaemonConfig,
+        *,
+        converter: str = DEFAULT_CONVERTER,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.config = config
+        self._converter = converter
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._consumer = f"processing:{config.radar}"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._slot_freed: asyncio.Event | None = None
+        self._stop_requested = False
+        self._running = False
+        self._tracker: SQLiteStateTracker | None = None
+        self._pool: ConversionPool | None = None
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._recording: set[str] = set()
+        self._last_recovery = 0.0
+        self._counters: dict[str, int] = {
+            "volumes_processed": 0,
+            "volumes_failed": 0,
+            "conversion_errors": 0,
+            "retries_scheduled": 0,
+            "volumes_expired": 0,
+            "volumes_allowed_incomplete": 0,
+            "volumes_released": 0,
+            "claims_recovered": 0,
+        }
+        self._db_stats: dict[str, Any] = {}
+        self._last_poll: str | None = None
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def worker_id(self) -> str:
+        """The id this daemon claims volumes under."""
+        return self.config.worker_id
+
+    async def run(self) -> None:
+        """Process volumes until :meth:`stop` (or cancellation); returns after a clean shutdown."""
+        if self._running:
+            raise RuntimeError("ProcessingDaemon.run() is already running")
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        if self._stop_requested:
+            self._stop_event.set()
+        await asyncio.to_thread(self._open)
+        self._pool = ConversionPool(
+            self.config.max_concurrent_processing, converter=self._converter
+        )
+        self._running = True
+        warm = asyncio.create_task(self._pool.warm_up())
+        log.info(
+            "processing daemon %s started for radar %s (%d workers, poll %.3gs)",
+            self.worker_id,
+            self.config.radar,
+            self.config.max_concurrent_processing,
+            self.config.poll_interval,
+            extra={"radar": self.config.radar},
+        )
+        try:
+            while not self._stop_event.is_set():
+                await self._cycle()
+                await self._sleep()
+        finally:
+            self._running = False
+            warm.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await warm
+            await self._drain()
+            await asyncio.to_thread(self._close)
+            log.info(
+                "processing daemon %s stopped: %d processed, %d failed",
+                self.worker_id,
+                self._counters["volumes_processed"],
+                self._counters["volumes_failed"],
+                extra={"radar": self.config.radar},
+            )
+
+    def stop(self) -> None:
+        """Stop claiming and shut down (safe from any thread and from signal handlers)."""
+        self._stop_requested = True
+        loop, event = self._loop, self._stop_event
+        if loop is not None and event is not None:
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                loop.call_soon_threadsafe(event.set)
+
+    def get_stats(self) -> dict[str, Any]:
+        """Counters of this daemon plus queue figures from the database (refreshed each cycle)."""
+        if not self._db_stats and not self._running:
+            with contextlib.suppress(Exception):
+                self._db_stats = self._query_db_stats(None)
+        stats: dict[str, Any] = {
+            "running": self._running,
+            **self._counters,
+            "incomplete_volumes_detected": self._db_stats.get("incomplete_volumes_detected", 0),
+            "pending_volumes": self._db_stats.get("pending_volumes", 0),
+            "complete_unprocessed": self._db_stats.get("complete_unprocessed", 0),
+            "volumes_by_status": dict(self._db_stats.get("volumes_by_status", {})),
+            "in_flight": len(self._in_flight),
+            "worker_restarts": self._pool.restarts if self._pool else 0,
+            "radar_code": self.config.radar,
+            "worker_id": self.worker_id,
+            "last_poll": self._last_poll,
+        }
+        return stats
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _open(self) -> None:
+        from radarlib.state.sqlite import SQLiteStateTracker
+
+        self.config.local_netcdf_dir.mkdir(parents=True, exist_ok=True)
+        self.config.state_db.parent.mkdir(parents=True, exist_ok=True)
+        self._tracker = SQLiteStateTracker(self.config.state_db)
+        self._recover(at_start=True)
+
+    def _close(self) -> None:
+        tracker, self._tracker = self._tracker, None
+        if tracker is not None:
+            with contextlib.suppress(Exception):
+                self._db_stats = self._query_db_stats(tracker)
+            tracker.close()
+
+    def _db(self) -> SQLiteStateTracker:
+        if self._tracker is None:
+            raise RuntimeError("the state database is not open (call run())")
+        return self._tracker
+
+    def _recover(self, *, at_start: bool = False) -> None:
+        """Return to pending the claims of this id, of dead processes on this host, stale ones."""
+        tracker = self._db()
+        recovered: list[str] = []
+        self._last_recovery = time.monotonic()
+        if at_start:
+            recovered += tracker.recover_stale_claims(worker_id=self.worker_id)
+        host = socket.gethostname()
+        for row in tracker.get_volumes_by_status("processing", radar_code=self.config.radar):
+            owner = str(row.get("claimed_by") or "")
+            parts = owner.split(":")
+            if len(parts) >= 2 and parts[0] == host and parts[1].isdigit():
+                pid = int(parts[1])
+                if pid != os.getpid() and not _pid_alive(pid):
+                    recovered += tracker.recover_stale_claims(worker_id=owner)
+        recovered += tracker.recover_stale_claims(
+            older_than=timedelta(seconds=self.config.stale_claim_seconds)
+        )
+        for volume_id in dict.fromkeys(recovered):
+            log.warning(
+                "volume %s: recovered an abandoned claim; back to pending",
+                volume_id,
+                extra={"volume_id": volume_id, "radar": self.config.radar},
+            )
+        self._counters["claims_recovered"] += len(set(recovered))
+
+    # ------------------------------------------------------------------ one cycle
+
+    async def _cycle(self) -> None:
+        if self._slot_freed is not None:
+            self._slot_freed.clear()
+        now = self._clock()
+        self._last_poll = format_iso(now)
+        try:
+            await asyncio.to_thread(self._sync_and_apply_policy, now)
+            slots = self.config.max_concurrent_processing - len(self._in_flight)
+            stopping = self._stop_event is not None and self._stop_event.is_set()
+            if slots > 0 and not stopping:
+                claimed = await asyncio.to_thread(
+                    self._db().claim_volumes,
+                    self.worker_id,
+                    slots,
+                    radar_code=self.config.radar,
+                    now=now,
+                )
+                for row in claimed:
+                    volume_id = str(row["volume_id"])
+                    self._in_flight[volume_id] = asyncio.create_task(
+                        self._convert_one(row), name=f"convert {volume_id}"
+                    )
+            self._db_stats = await asyncio.to_thread(self._query_db_stats, None)
+        except Exception:
+            log.exception(
+                "processing cycle for radar %s failed; retrying next poll",
+                self.config.radar,
+                extra={"radar": self.config.radar},
+            )
+
+    def _sync_and_apply_policy(self, now: datetime) -> None:
+        """Blocking part of a cycle: register new files' volumes, time out incomplete ones."""
+        tracker = self._db()
+        radar = self.config.radar
+        log.debug("scanning newly recorded files for radar %s", radar, extra={"radar": radar})
+        ready = tracker.sync_volumes(self.config.volume_types, consumer=self._consumer)
+        for volume_id in ready:
+            if volume_id.startswith(radar + "_"):
+                log.info(
+                    "volume %s complete: ready to process",
+                    volume_id,
+                    extra={"volume_id": volume_id, "radar": radar},
+                )
+        cutoff = now - timedelta(hours=self.config.incomplete_timeout_hours)
+        for row in tracker.get_incomplete_volumes(older_than=cutoff, radar_code=radar):
+            if row.get("status") != "pending" or row.get("process_incomplete"):
+                continue
+            volume_id = str(row["volume_id"])
+            missing = row.get("missing_fields") or "?"
+            extra = {"volume_id": volume_id, "radar": radar}
+            if self.config.allow_incomplete:
+                tracker.allow_incomplete(volume_id)
+                self._counters["volumes_allowed_incomplete"] += 1
+                log.warning(
+                    "volume %s still incomplete after %g h (missing %s): processing it with the "
+                    "fields it has",
+                    volume_id,
+                    self.config.incomplete_timeout_hours,
+                    missing,
+                    extra=extra,
+                )
+            else:
+                tracker.expire_incomplete(volume_id)
+                self._counters["volumes_expired"] += 1
+                log.warning(
+                    "volume %s still incomplete after %g h (missing %s): expired (kept in the "
+                    "database; allow_incomplete is off)",
+                    volume_id,
+                    self.config.incomplete_timeout_hours,
+                    missing,
+                    extra=extra,
+                )
+        if time.monotonic() - self._last_recovery >= _RECOVERY_PERIOD_SECONDS:
+            self._recover()
+
+    def _query_db_stats(self, tracker: SQLiteStateTracker | None) -> dict[str, Any]:
+        """Queue figures of this radar from the database."""
+        own = tracker is None and self._tracker is None
+        if tracker is None:
+            if self._tracker is not None:
+                tracker = self._tracker
+            else:
+                from radarlib.state.sqlite import SQLiteStateTracker
+
+                tracker = SQLiteStateTracker(self.config.state_db)
+        try:
+            radar = self.config.radar
+            by_status = tracker.count_volumes_by_status(radar_code=radar)
+            incomplete = tracker.get_incomplete_volumes(radar_code=radar)
+            waiting = sum(1 for r in incomplete if r.get("status") == "pending")
+            return {
+                "volumes_by_status": by_status,
+                "pending_volumes": int(by_status.get("pending", 0)),
+                "complete_unprocessed": len(tracker.get_complete_unprocessed_volumes(radar)),
+                "incomplete_volumes_detected": waiting + int(by_status.get("expired", 0)),
+            }
+        finally:
+            if own:
+                tracker.close()
+
+    async def _sleep(self) -> None:
+        stop, freed = self._stop_event, self._slot_freed
+        if stop is None or freed is None or stop.is_set() or freed.is_set():
+            return
+        waiters = [
+            asyncio.ensure_future(wait_for_ready(self.config.state_db, self.config.poll_interval)),
+            asyncio.ensure_future(stop.wait()),
+            asyncio.ensure_future(freed.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    # ------------------------------------------------------------------ one volume
+
+    def _job(self, row: Mapping[str, Any]) -> ConversionJob:
+        volume_id = str(row["volume_id"])
+        files: list[str] = []
+        for entry in self._db().get_volume_files(volume_id):
+            if entry.get("status", "downloaded") != "downloaded" or not entry.get("local_path"):
+                continue
+            path = Path(str(entry["local_path"]))
+            if not path.is_absolute():
+                path = self.config.local_bufr_dir / path
+            files.append(str(path))
+        if not files:
+            raise FileNotFoundError(f"{volume_id}: no downloaded BUFR files are recorded")
+        expected = _fields(row.get("expected_fields")) or None
+        return ConversionJob(
+            volume_id=volume_id,
+            files=tuple(sorted(files)),
+            output_dir=str(self.config.local_netcdf_dir),
+            expected_fields=expected,
+            compression_level=self.config.compression_level,
+            root_resources=None
+            if self.config.root_resources is None
+            else str(self.config.root_resources),
+            converter=self._converter,
+        )
+
+    async def _convert_one(self, row: Mapping[str, Any]) -> None:
+        volume_id = str(row["volume_id"])
+        attempt = int(row.get("attempts") or 1)
+        extra = {"volume_id": volume_id, "radar": self.config.radar}
+        pool = self._pool
+        try:
+            try:
+                job = await asyncio.to_thread(self._job, row)
+                log.info(
+                    "volume %s: converting %d files (attempt %d of %d)",
+                    volume_id,
+                    len(job.files),
+                    attempt,
+                    self.config.max_attempts,
+                    extra=extra,
+                )
+                if pool is None:
+                    raise RuntimeError("the conversion pool is not running")
+                outcome = await pool.convert(job)
+            except asyncio.CancelledError:
+                raise
+            except WorkerDiedError as exc:
+                outcome = ConversionOutcome(
+                    volume_id, ok=False, error_type="WorkerDiedError", error=str(exc)
+                )
+            except Exception as exc:
+                outcome = ConversionOutcome(
+                    volume_id,
+                    ok=False,
+                    error_type=type(exc).__name__,
+                    error=str(exc),
+                    error_traceback=_format_traceback(exc),
+                )
+            self._recording.add(volume_id)
+            await asyncio.shield(asyncio.to_thread(self._record, row, outcome))
+        finally:
+            self._recording.discard(volume_id)
+            self._in_flight.pop(volume_id, None)
+            if self._slot_freed is not None:
+                self._slot_freed.set()
+
+    def _record(self, row: Mapping[str, Any], outcome: ConversionOutcome) -> None:
+        """Write the outcome of one conversion to the database (blocking)."""
+        tracker = self._db()
+        volume_id = outcome.volume_id
+        extra = {"volume_id": volume_id, "radar": self.config.radar}
+        if outcome.ok and outcome.netcdf_path:
+            tracker.finish_volume(
+                volume_id,
+                self.worker_id,
+                outcome.netcdf_path,
+                missing_fields=outcome.missing_fields,
+            )
+            self._counters["volumes_processed"] += 1
+            note = f", missing {','.join(outcome.missing_fields)}" if outcome.missing_fields else ""
+            log.info(
+                "volume %s processed in %.2fs -> %s%s",
+                volume_id,
+                outcome.seconds,
+                outcome.netcdf_path,
+                note,
+                extra=extra,
+            )
+            for warning in outcome.warnings:
+                log.warning("volume %s: %s", volume_id, warning, extra=extra)
+            return
+        attempts = int(row.get("attempts") or 1)
+        message = outcome.error_message
+        if volume_id not in message:
+            message = f"{volume_id}: {message}"
+        self._counters["conversion_errors"] += 1
+        detail = f"\n{outcome.error_traceback}" if outcome.error_traceback else ""
+        if attempts < self.config.max_attempts:
+            retry_at = self._clock() + self.config.retry_delay(attempts)
+            tracker.fail_volume(volume_id, self.worker_id, message, retry_at=retry_at)
+            self._counters["retries_scheduled"] += 1
+            log.error(
+                "volume %s: conversion failed (attempt %d of %d), retry at %s: %s%s",
+                volume_id,
+                attempts,
+                self.config.max_attempts,
+                format_iso(retry_at),
+                message,
+                detail,
+                extra=extra,
+            )
+        else:
+            tracker.fail_volume(volume_id, self.worker_id, message, retry_at=None)
+            self._counters["volumes_failed"] += 1
+            log.error(
+                "volume %s: conversion failed after %d attempts, marked failed (reset with "
+                "mark_volume_processing(%r, 'pending')): %s%s",
+                volume_id,
+                attempts,
+                volume_id,
+                message,
+                detail,
+                extra=extra,
+            )
+
+    # ------------------------------------------------------------------ shutdown
+
+    async def _drain(self) -> None:
+        """Let running conversions finish within the grace period, else return them to pending."""
+        pool, self._pool = self._pool, None
+        tasks = dict(self._in_flight)
+        if tasks:
+            log.info(
+                "stopping: waiting up to %gs for %d running conversions",
+                self.config.shutdown_grace_seconds,
+                len(tasks),
+                extra={"radar": self.config.radar},
+            )
+            await asyncio.wait(tasks.values(), timeout=self.config.shutdown_grace_seconds)
+        abandoned = {v: t for v, t in tasks.items() if not t.done() and v not in self._recording}
+        for task in abandoned.values():
+            task.cancel()
+        if abandoned:
+            await asyncio.gather(*abandoned.values(), return_exceptions=True)
+        if pool is not None:
+            if abandoned:
+                pool.kill()
+            else:
+                await asyncio.to_thread(pool.shutdown)
+        # conversions that were already recording when the grace ended: let them finish
+        rest = [t for t in tasks.values() if not t.done()]
+        if rest:
+            await asyncio.gather(*rest, return_exceptions=True)
+        for volume_id in abandoned:
+            try:
+                await asyncio.to_thread(self._db().release_volume, volume_id, self.worker_id)
+                self._counters["volumes_released"] += 1
+                log.warning(
+                    "volume %s: conversion interrupted by shutdown; returned to pending",
+                    volume_id,
+                    extra={"volume_id": volume_id, "radar": self.config.radar},
+                )
+            except Exception:
+                log.exception(
+                    "volume %s: could not return it to pending; it will be recovered at the next "
+                    "start",
+                    volume_id,
+                    extra={"volume_id": volume_id, "radar": self.config.radar},
+                )
+
+
+def _format_traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

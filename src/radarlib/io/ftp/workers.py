@@ -1,0 +1,242 @@
+"""The process pool that runs volume conversions away from the event loop, surviving dead workers.
+
+Decoding, Py-ART and NetCDF writing are CPU-bound and may crash; they run in worker
+processes started with the ``spawn`` method (no inherited locks, threads or sockets).
+
+>>> pool = ConversionPool(max_workers=2)                                # doctest: +SKIP
+>>> outcome = await pool.convert(ConversionJob("RMA1_0315_02_…", files, out_dir))  # doctest: +SKIP
+
+A worker that dies (segfault, ``os._exit``, OOM kill) breaks the executor: the job that
+was running reports :class:`WorkerDiedError` and the next job gets a fresh pool. Every
+other exception raised by the converter comes back as a failed :class:`ConversionOutcome`
+carrying the error's type, text and traceback, so nothing needs to be unpickled that a
+worker could not pickle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import importlib
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEFAULT_CONVERTER",
+    "ConversionJob",
+    "ConversionOutcome",
+    "ConversionPool",
+    "WorkerDiedError",
+    "run_job",
+]
+
+log = logging.getLogger(__name__)
+
+#: Import path (``module:function``) of the converter every job runs by default.
+DEFAULT_CONVERTER = "radarlib.convert:convert_volume"
+
+
+class WorkerDiedError(RuntimeError):
+    """A worker process died while running a job (the pool was broken and is recreated)."""
+
+
+@dataclass(frozen=True)
+class ConversionJob:
+    """One volume to convert: plain, picklable values only (it crosses a process boundary)."""
+
+    volume_id: str
+    files: tuple[str, ...]
+    output_dir: str
+    expected_fields: tuple[str, ...] | None = None
+    compression_level: int = 4
+    root_resources: str | None = None
+    converter: str = DEFAULT_CONVERTER
+
+
+@dataclass(frozen=True)
+class ConversionOutcome:
+    """What a worker reports back: the written NetCDF or the error that stopped it."""
+
+    volume_id: str
+    ok: bool
+    netcdf_path: str | None = None
+    fields: tuple[str, ...] = ()
+    missing_fields: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    seconds: float = 0.0
+    error_type: str | None = None
+    error: str | None = None
+    error_traceback: str | None = None
+    worker_pid: int = field(default_factory=os.getpid)
+
+    @property
+    def error_message(self) -> str:
+        """``<ErrorType>: <text>`` as recorded in the state database."""
+        return f"{self.error_type}: {self.error}"
+
+
+def _resolve(path: str) -> Callable[..., Any]:
+    module, _, name = path.partition(":")
+    if not module or not name:
+        raise ValueError(f"converter {path!r} is not of the form 'module:function'")
+    target: Any = importlib.import_module(module)
+    for part in name.split("."):
+        target = getattr(target, part)
+    if not callable(target):
+        raise TypeError(f"converter {path!r} is not callable")
+    return target
+
+
+def _convert_options(job: ConversionJob) -> Any:
+    """Build ``radarlib.convert.ConvertOptions`` in the worker (keeps Py-ART out of the daemon)."""
+    from radarlib.convert import ConvertOptions
+
+    root = None if job.root_resources is None else Path(job.root_resources)
+    return ConvertOptions(compression_level=job.compression_level, root_resources=root)
+
+
+def run_job(job: ConversionJob) -> ConversionOutcome:
+    """Run one conversion in a worker; every exception becomes a failed outcome."""
+    started = time.perf_counter()
+    try:
+        for name in job.files:
+            if not Path(name).is_file():
+                raise FileNotFoundError(f"{name}: local BUFR file is missing")
+        convert = _resolve(job.converter)
+        # A substitute converter (tests) gets options=None; it must accept the same keywords.
+        options = _convert_options(job) if job.converter == DEFAULT_CONVERTER else None
+        result = convert(
+            list(job.files), job.output_dir, options=options, expected_fields=job.expected_fields
+        )
+    except Exception as exc:  # report, never crash the worker: the daemon decides what to do
+        return ConversionOutcome(
+            volume_id=job.volume_id,
+            ok=False,
+            seconds=time.perf_counter() - started,
+            error_type=type(exc).__name__,
+            error=str(exc) or repr(exc),
+            error_traceback=traceback.format_exc(),
+        )
+    return ConversionOutcome(
+        volume_id=job.volume_id,
+        ok=True,
+        netcdf_path=str(result.path),
+        fields=tuple(result.fields),
+        missing_fields=tuple(result.missing_fields),
+        warnings=tuple(getattr(result, "warnings", ())),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when its parent dies (no orphaned conversions)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
+def _init_worker(converter: str) -> None:
+    """Worker start-up: quiet Py-ART, ignore Ctrl-C (the daemon decides), import the converter."""
+    os.environ.setdefault("PYART_QUIET", "1")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    with contextlib.suppress(Exception):  # a broken import is reported per job by run_job
+        _resolve(converter)
+
+
+def _ping() -> int:
+    return os.getpid()
+
+
+class ConversionPool:
+    """A ``spawn`` process pool of ``max_workers`` that is recreated when a worker dies."""
+
+    def __init__(self, max_workers: int, *, converter: str = DEFAULT_CONVERTER) -> None:
+        if max_workers < 1:
+            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        self.max_workers = max_workers
+        self.converter = converter
+        self.restarts = 0
+        self._executor: ProcessPoolExecutor | None = None
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.max_workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(self.converter,),
+            )
+        return self._executor
+
+    async def warm_up(self) -> None:
+        """Start every worker now (imports take seconds) so the first volume is not delayed."""
+        loop = asyncio.get_running_loop()
+        pool = self._pool()
+        futures = [loop.run_in_executor(pool, _ping) for _ in range(self.max_workers)]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        if any(isinstance(r, BrokenProcessPool) for r in results):
+            self._discard(pool)
+
+    async def convert(self, job: ConversionJob) -> ConversionOutcome:
+        """Run ``job`` in a worker; :class:`WorkerDiedError` if its worker process died."""
+        loop = asyncio.get_running_loop()
+        pool = self._pool()
+        try:
+            return await loop.run_in_executor(pool, run_job, job)
+        except BrokenProcessPool as exc:
+            self._discard(pool)
+            raise WorkerDiedError(
+                f"{job.volume_id}: a worker process died while converting the volume "
+                f"({len(job.files)} files, first {Path(job.files[0]).name if job.files else '-'})"
+            ) from exc
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live workers (for tests and diagnostics)."""
+        if self._executor is None:
+            return []
+        processes = getattr(self._executor, "_processes", None) or {}
+        return [p.pid for p in processes.values() if p.pid is not None and p.is_alive()]
+
+    def _discard(self, pool: ProcessPoolExecutor) -> None:
+        if self._executor is pool:
+            self._executor = None
+            self.restarts += 1
+            log.warning("conversion pool broken: a worker died; starting a new pool")
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def kill(self) -> None:
+        """Terminate the workers now (conversions in flight are abandoned) and drop the pool."""
+        pool, self._executor = self._executor, None
+        if pool is None:
+            return
+        # ProcessPoolExecutor has no public terminate before Python 3.14: kill its processes.
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.join(timeout=5)
+
+    def shutdown(self) -> None:
+        """Stop the workers after their current jobs (blocking; call from a thread)."""
+        pool, self._executor = self._executor, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
