@@ -19,6 +19,7 @@ from radarlib.bufr.model import (
     classify,
     masked,
 )
+from radarlib.bufr.reader import read_bufr
 
 __all__ = [
     "NODATA",
@@ -32,4 +33,5 @@ __all__ = [
     "Sweep",
     "classify",
     "masked",
+    "read_bufr",
 ]
