@@ -1,0 +1,277 @@
+"""Write a Py-ART ``Radar`` as a compressed CF/Radial 1.4 NetCDF-4 file, atomically.
+
+Written with netCDF4 directly (not Py-ART's writer): fields as float32 (integer fields
+such as the ``<FIELD>_status`` flags keep their type), zlib at a configurable level with
+the shuffle filter, and chunks of about one sweep (all rays of the longest sweep x all
+gates) instead of Py-ART's one ray per chunk. The file appears under its final name only
+when complete: it is written to a hidden temporary file in the same directory, fsynced,
+then renamed with :func:`os.replace` (the directory is fsynced too), so a crash leaves at
+most a ``.<name>.<pid>.<random>.tmp`` file, never a partial ``<name>``::
+
+    write_cfradial(radar, "out/RMA11_0315_01_20251020T152828Z.nc", compression_level=4)
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from contextlib import suppress
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from radarlib.filename import format_iso
+from radarlib.vocabulary import (
+    FILL_VALUE,
+    STRING_LENGTH,
+    coordinate_attrs,
+)
+
+if TYPE_CHECKING:
+    import netCDF4
+    from pyart.core import Radar
+
+__all__ = ["GLOBAL_VARIABLES", "temporary_path", "write_cfradial"]
+
+#: Radar.metadata keys that CF/Radial stores as variables (also kept as global attributes).
+GLOBAL_VARIABLES: tuple[str, ...] = (
+    "volume_number",
+    "platform_type",
+    "instrument_type",
+    "primary_axis",
+    "time_coverage_start",
+    "time_coverage_end",
+)
+
+#: Keys of Py-ART variable dicts that steer the NetCDF encoding, not attributes.
+_ENCODING_KEYS = frozenset(
+    {
+        "data",
+        "_FillValue",
+        "_Zlib",
+        "_DeflateLevel",
+        "_Shuffle",
+        "_Fletcher32",
+        "_Continguous",
+        "_ChunkSizes",
+        "_Endianness",
+        "_Least_significant_digit",
+    }
+)
+
+
+def temporary_path(path: Path) -> Path:
+    """A unique hidden temporary name next to ``path`` (same directory, so rename is atomic)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def _fsync_path(path: Path, directory: bool = False) -> None:
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        if directory:  # some platforms cannot open directories; the rename still happened
+            return
+        raise
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_cfradial(
+    radar: Radar,
+    path: str | os.PathLike[str],
+    *,
+    compression_level: int = 4,
+    shuffle: bool = False,
+    fsync: bool = True,
+) -> Path:
+    """Write ``radar`` to ``path`` (CF/Radial 1.4, NetCDF-4, zlib ``compression_level`` 0-9).
+
+    Atomic: a temporary file in the same directory, fsync, :func:`os.replace`; an
+    existing file under ``path`` is replaced only by a complete one. Returns ``path``.
+    """
+    if not isinstance(compression_level, int) or not 0 <= compression_level <= 9:
+        raise ValueError(f"compression_level must be an integer 0-9, got {compression_level!r}")
+    import netCDF4
+
+    final = Path(path)
+    tmp = temporary_path(final)
+    try:
+        with netCDF4.Dataset(tmp, "w", format="NETCDF4", clobber=False) as ds:
+            _write(ds, radar, compression_level, shuffle)
+        if fsync:
+            _fsync_path(tmp)
+        os.replace(tmp, final)
+    except BaseException:
+        with suppress(OSError):
+            tmp.unlink()
+        raise
+    if fsync:
+        _fsync_path(final.parent, directory=True)
+    return final
+
+
+def _attrs(dic: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in dic.items():
+        if k in _ENCODING_KEYS or v is None:
+            continue
+        if isinstance(v, (str, bytes, int, float, np.generic, np.ndarray)) or (
+            isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) for x in v)
+        ):
+            out[k] = v
+    return out
+
+
+def _put(
+    ds: netCDF4.Dataset,
+    name: str,
+    dic: Mapping[str, Any],
+    dims: tuple[str, ...],
+    dtype: Any | None = None,
+    **encoding: Any,
+) -> None:
+    data = dic["data"]
+    fill = dic.get("_FillValue")
+    array = np.ma.getdata(data) if fill is None else np.ma.filled(data, fill)
+    array = np.asarray(array, dtype=dtype)
+    var = ds.createVariable(
+        name,
+        array.dtype,
+        dims,
+        fill_value=False if fill is None else array.dtype.type(fill),
+        **encoding,
+    )
+    var.setncatts(_attrs(dic))
+    var[...] = array.reshape(var.shape)
+
+
+def _chars(ds: netCDF4.Dataset, name: str, values: list[str], dims: tuple[str, ...]) -> None:
+    import netCDF4
+
+    width = ds.dimensions["string_length"].size
+    text = np.array([v.encode()[:width].ljust(width, b"\0") for v in values], dtype=f"S{width}")
+    chars = netCDF4.stringtochar(text)
+    var = ds.createVariable(name, "S1", dims)
+    attrs = coordinate_attrs(name) if name in _KNOWN_CHAR_VARS else {}
+    var.setncatts(attrs)
+    var[...] = chars.reshape(var.shape)
+
+
+_KNOWN_CHAR_VARS = frozenset(
+    {
+        "sweep_mode",
+        "rays_are_indexed",
+        "time_coverage_start",
+        "time_coverage_end",
+        "platform_type",
+        "instrument_type",
+        "primary_axis",
+    }
+)
+
+
+def _decode(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _coverage(radar: Radar) -> tuple[str, str]:
+    import netCDF4
+
+    times = np.asarray(radar.time["data"], dtype=np.float64)
+    start, end = (
+        datetime.fromisoformat(
+            str(
+                netCDF4.num2date(
+                    value,
+                    radar.time["units"],
+                    only_use_cftime_datetimes=False,
+                    only_use_python_datetimes=True,
+                )
+            )
+        ).replace(tzinfo=timezone.utc)
+        for value in (times.min(), times.max())
+    )
+    start = start.replace(microsecond=0)
+    if end.microsecond:
+        end = end.replace(microsecond=0) + timedelta(seconds=1)
+    return format_iso(start), format_iso(end)
+
+
+def _sweep_chunk(radar: Radar) -> int:
+    starts = np.asarray(radar.sweep_start_ray_index["data"], dtype=np.int64)
+    ends = np.asarray(radar.sweep_end_ray_index["data"], dtype=np.int64)
+    longest = int((ends - starts + 1).max()) if starts.size else radar.nrays
+    return max(1, min(longest, radar.nrays))
+
+
+def _write(ds: netCDF4.Dataset, radar: Radar, level: int, shuffle: bool) -> None:
+    ds.set_auto_mask(False)
+    strings = [_decode(s) for s in radar.sweep_mode["data"]]
+    width = max([STRING_LENGTH, *(len(s) for s in strings)])
+    ds.createDimension("time", radar.nrays)
+    ds.createDimension("range", radar.ngates)
+    ds.createDimension("sweep", radar.nsweeps)
+    ds.createDimension("string_length", width)
+
+    metadata = dict(radar.metadata)
+    if "time_coverage_start" not in metadata or "time_coverage_end" not in metadata:
+        start, end = _coverage(radar)
+        metadata.setdefault("time_coverage_start", start)
+        metadata.setdefault("time_coverage_end", end)
+    metadata.setdefault("Conventions", "CF/Radial")
+    history = metadata.pop("history", f"{format_iso(datetime.now(timezone.utc))}: radarlib")
+    ds.setncatts(_attrs(metadata))
+    ds.setncattr("history", history)  # last attribute, as the ARM standard asks
+
+    compress: dict[str, Any] = {}
+    if level > 0:
+        compress = {"zlib": True, "complevel": level, "shuffle": shuffle}
+    ray_chunk = _sweep_chunk(radar)
+    field_chunks = (ray_chunk, max(1, radar.ngates))
+
+    _put(ds, "time", radar.time, ("time",), np.float64)
+    _put(ds, "range", radar.range, ("range",), np.float32)
+    _put(ds, "azimuth", radar.azimuth, ("time",), np.float32)
+    _put(ds, "elevation", radar.elevation, ("time",), np.float32)
+
+    for name, dic in radar.fields.items():
+        data = dic["data"]
+        dtype = np.float32 if np.issubdtype(np.asarray(data).dtype, np.floating) else None
+        spec = dict(dic)
+        if dtype is not None and spec.get("_FillValue") is None:
+            spec["_FillValue"] = FILL_VALUE
+        _put(ds, name, spec, ("time", "range"), dtype, chunksizes=field_chunks, **compress)
+    if "field_names" not in metadata:
+        ds.setncattr("field_names", ", ".join(radar.fields))
+
+    _put(ds, "sweep_number", radar.sweep_number, ("sweep",), np.int32)
+    _put(ds, "fixed_angle", radar.fixed_angle, ("sweep",), np.float32)
+    _put(ds, "sweep_start_ray_index", radar.sweep_start_ray_index, ("sweep",), np.int32)
+    _put(ds, "sweep_end_ray_index", radar.sweep_end_ray_index, ("sweep",), np.int32)
+    _chars(ds, "sweep_mode", strings, ("sweep", "string_length"))
+    if radar.rays_are_indexed is not None:
+        _chars(
+            ds,
+            "rays_are_indexed",
+            [_decode(s) for s in radar.rays_are_indexed["data"]],
+            ("sweep", "string_length"),
+        )
+    if radar.ray_angle_res is not None:
+        _put(ds, "ray_angle_res", radar.ray_angle_res, ("sweep",), np.float32)
+
+    for name in ("latitude", "longitude", "altitude"):
+        dic = getattr(radar, name)
+        scalar = np.asarray(dic["data"]).size == 1
+        _put(ds, name, dic, () if scalar else ("time",), np.float64)
+
+    vol = {**coordinate_attrs("volume_number"), "data": int(metadata.get("volume_number", 0))}
+    _put(ds, "volume_number", vol, (), np.int32)
+    for name in GLOBAL_VARIABLES[1:]:
+        if name in metadata:
+            _chars(ds, name, [_decode(metadata[name])], ("string_length",))

@@ -1,0 +1,114 @@
+"""``radarlib convert``: BUFR field files (or folders of them) to one CF/Radial file per volume.
+
+    radarlib convert RMA11/ AR5_1000_1_DBZH_20240101T000746Z.BUFR -o out --compression-level 4
+
+Files are grouped into volumes by name; each volume prints one line (fields, sweeps, rays,
+gates, output path, seconds) plus its warnings. The exit code is 1 if any volume or
+given path failed (each failure names the file and the reason), else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from radarlib.errors import FileNameError, RadarlibError
+from radarlib.filename import BufrFileName
+from radarlib.volume_types import DEFAULT_VOLUME_TYPES, expected_fields
+
+__all__ = ["collect_files", "register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``convert`` sub-command."""
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert BUFR volumes to CF/Radial NetCDF",
+        description=(
+            "Group BUFR field files into volumes by name and write one CF/Radial NetCDF-4 "
+            "file per volume (<RADAR>_<STRATEGY>_<VOLNR>_<TIME>.nc), atomically."
+        ),
+    )
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="FILES_OR_DIRS",
+        help="BUFR files, or folders searched recursively for *.BUFR radar files",
+    )
+    parser.add_argument("-o", "--output-dir", type=Path, required=True, metavar="OUTDIR")
+    parser.add_argument(
+        "--compression-level",
+        type=int,
+        default=4,
+        choices=range(10),
+        metavar="N",
+        help="NetCDF-4 zlib level 0-9 (default 4)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def collect_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
+    """Radar BUFR files named by ``paths`` (folders searched recursively) and the problems found.
+
+    A folder contributes every file whose name is a radar BUFR file name; a file given
+    explicitly must have such a name, else it is reported as a problem.
+    """
+    files: list[Path] = []
+    problems: list[str] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and BufrFileName.try_parse(p.name) is not None
+            )
+            if not found:
+                problems.append(f"{path}: no radar BUFR files in this folder")
+            files.extend(found)
+        elif path.is_file():
+            try:
+                BufrFileName.parse(path.name)
+            except FileNameError as exc:
+                problems.append(f"{path}: {exc}")
+                continue
+            files.append(path)
+        else:
+            problems.append(f"{path}: no such file or folder")
+    return list(dict.fromkeys(files)), problems
+
+
+def run(args: argparse.Namespace) -> int:
+    """Convert every volume found; 1 if anything failed."""
+    from radarlib.convert import ConvertOptions, convert_volume
+    from radarlib.volume import group_files_into_volumes
+
+    files, problems = collect_files(args.paths)
+    for problem in problems:
+        print(f"FAILED {problem}", file=sys.stderr)
+    options = ConvertOptions(compression_level=args.compression_level)
+    failed = bool(problems)
+    for key, paths in group_files_into_volumes(files).items():
+        expected = expected_fields(DEFAULT_VOLUME_TYPES, key.strategy, key.volume_number)
+        try:
+            result = convert_volume(
+                paths, args.output_dir, options=options, expected_fields=expected
+            )
+        except (RadarlibError, OSError) as exc:
+            failed = True
+            print(f"FAILED {key.volume_id}: {exc}", file=sys.stderr)
+            continue
+        missing = f" missing={','.join(result.missing_fields)}" if result.missing_fields else ""
+        print(
+            f"OK {result.volume_id} fields={','.join(result.fields)}{missing} "
+            f"sweeps={result.nsweeps} rays={result.nrays} gates={result.ngates} "
+            f"-> {result.path} ({result.seconds:.2f} s)"
+        )
+        for warning in result.warnings:
+            print(f"  warning: {warning}")
+    if not files and not problems:
+        print("FAILED no BUFR files given", file=sys.stderr)
+        failed = True
+    return 1 if failed else 0

@@ -1,0 +1,139 @@
+"""Convert the BUFR field files of one volume into one CF/Radial NetCDF file.
+
+The whole flow for one volume — decode, assemble (:mod:`radarlib.volume`), build the
+Py-ART ``Radar`` (:mod:`radarlib.radar`), write atomically (:mod:`radarlib.cfradial`) —
+behind one picklable call that worker processes run::
+
+    result = convert_volume(paths, "out", expected_fields=["DBZH", "DBZV", "ZDR", "KDP"])
+    result.path      # out/RMA11_0315_01_20251020T152828Z.nc
+    result.warnings  # e.g. sweeps whose end precedes their start
+
+Every failure is a :class:`~radarlib.errors.VolumeError` naming the file and the reason
+(a :class:`~radarlib.errors.BufrDecodeError` of a corrupt field file is wrapped).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from radarlib.bufr.model import BufrFile
+from radarlib.errors import BufrDecodeError, ConfigError, FileNameError, VolumeError
+from radarlib.filename import BufrFileName
+from radarlib.volume import Volume, assemble_volume
+
+__all__ = [
+    "ConversionResult",
+    "ConvertOptions",
+    "convert_volume",
+    "decode_files",
+    "load_volume",
+]
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """How to convert: NetCDF compression, extra BUFR tables, sweep-matching tolerance."""
+
+    compression_level: int = 4  #: NetCDF-4 zlib level 0-9
+    root_resources: Path | None = None  #: extra BUFR tables for the decoder
+    elevation_tolerance: float = 0.5  #: degrees, when matching sweeps across fields
+
+    def __post_init__(self) -> None:
+        level = self.compression_level
+        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
+            raise ConfigError("compression_level", f"must be an integer 0-9, got {level!r}")
+        if not self.elevation_tolerance >= 0:
+            raise ConfigError(
+                "elevation_tolerance", f"must be >= 0 degrees, got {self.elevation_tolerance!r}"
+            )
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    """What one conversion produced: where, which fields, the grid size, time and warnings."""
+
+    volume_id: str
+    path: Path
+    fields: tuple[str, ...]
+    missing_fields: tuple[str, ...]
+    nsweeps: int
+    ngates: int
+    nrays: int
+    seconds: float
+    warnings: tuple[str, ...]
+
+
+def decode_files(
+    files: Sequence[str | Path], *, root_resources: Path | None = None
+) -> list[BufrFile]:
+    """Decode field files; a bad file name or corrupt file is a VolumeError naming that file."""
+    from radarlib.bufr.reader import read_bufr
+
+    decoded: list[BufrFile] = []
+    for raw in files:
+        path = Path(raw)
+        try:
+            BufrFileName.parse(path.name)
+            decoded.append(read_bufr(path, root_resources=root_resources))
+        except FileNameError as exc:
+            raise VolumeError(str(exc), source=path.name) from exc
+        except BufrDecodeError as exc:
+            raise VolumeError(f"cannot decode: {exc.reason}", source=path.name) from exc
+        except OSError as exc:
+            raise VolumeError(f"cannot read: {exc.strerror or exc}", source=path) from exc
+    return decoded
+
+
+def load_volume(
+    files: Sequence[str | Path],
+    *,
+    options: ConvertOptions | None = None,
+    expected_fields: Sequence[str] | None = None,
+) -> Volume:
+    """Decode and assemble the field files of one volume (no Py-ART, no writing)."""
+    opts = options or ConvertOptions()
+    return assemble_volume(
+        decode_files(files, root_resources=opts.root_resources),
+        elevation_tolerance=opts.elevation_tolerance,
+        expected_fields=expected_fields,
+    )
+
+
+def convert_volume(
+    files: Sequence[str | Path],
+    output_dir: str | Path,
+    *,
+    options: ConvertOptions | None = None,
+    expected_fields: Sequence[str] | None = None,
+) -> ConversionResult:
+    """Convert one volume's field files to ``<output_dir>/<volume netcdf_name>``, atomically."""
+    from radarlib.cfradial import write_cfradial
+    from radarlib.radar import volume_to_radar
+
+    began = time.perf_counter()
+    opts = options or ConvertOptions()
+    if not files:
+        raise VolumeError("no field files given")
+    volume = load_volume(files, options=opts, expected_fields=expected_fields)
+    radar = volume_to_radar(volume)
+    out_dir = Path(output_dir)
+    target = out_dir / volume.key.netcdf_name
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_cfradial(radar, target, compression_level=opts.compression_level)
+    except OSError as exc:
+        raise VolumeError(f"cannot write: {exc}", source=target) from exc
+    return ConversionResult(
+        volume_id=volume.key.volume_id,
+        path=target,
+        fields=tuple(volume.fields),
+        missing_fields=volume.missing_fields,
+        nsweeps=len(volume.sweeps),
+        ngates=volume.range_axis.ngates,
+        nrays=volume.nrays,
+        seconds=time.perf_counter() - began,
+        warnings=volume.warnings,
+    )
