@@ -1,0 +1,641 @@
+"""One TOML file for a whole deployment, validated at load into typed settings and daemon configs.
+
+>>> config = load_config("radarlib.toml")                       # doctest: +SKIP
+>>> [r.code for r in config.enabled_radars()]                   # doctest: +SKIP
+['RMA1', 'RMA5']
+>>> config.download_config("RMA1")                              # doctest: +SKIP
+DateBasedDaemonConfig(host='ftp.example.org', ...)
+
+Every problem is a :class:`~radarlib.errors.ConfigError` whose ``key`` is the dotted path of
+the offending entry (``sources.smn.port``, ``radars[1].start_date``): unknown keys, wrong
+types, out-of-range values and a missing password all fail here, before any daemon starts.
+Passwords come from an environment variable (``password_env``, default
+``RADARLIB_FTP_PASSWORD``) or from a literal ``password`` in a config file that lives outside
+any git work tree; they are kept out of every ``repr``. The full key reference is
+``docs/configuration.md``; a commented example ships as ``radarlib/examples/radarlib.toml``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import string
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from radarlib.errors import ConfigError
+from radarlib.filename import parse_iso
+from radarlib.volume_types import DEFAULT_VOLUME_TYPES, validate_volume_types
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "DEFAULT_PASSWORD_ENV",
+    "Config",
+    "FTPSource",
+    "LoggingSettings",
+    "PathSettings",
+    "RadarSettings",
+    "example_config_path",
+    "load_config",
+    "parse_config",
+]
+
+#: The environment variable a source reads its password from unless it names another.
+DEFAULT_PASSWORD_ENV = "RADARLIB_FTP_PASSWORD"
+
+_RADAR_CODE = re.compile(r"[A-Z]{2,5}[0-9]{1,3}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SOURCE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_TEMPLATE_FIELDS = frozenset({"root", "radar"})
+
+Validator = Callable[[str, Any], Any]
+
+
+# --------------------------------------------------------------------------- value validators
+
+
+def _type_name(value: object) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def _int(minimum: int | None = None, maximum: int | None = None) -> Validator:
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"must be an integer, not {_type_name(value)} ({value!r})")
+        if minimum is not None and value < minimum:
+            raise ConfigError(key, f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(key, f"must be <= {maximum}, got {value}")
+        return value
+
+    return check
+
+
+def _number(minimum: float | None = None, *, positive: bool = False) -> Validator:
+    def check(key: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, f"must be a number, not {_type_name(value)} ({value!r})")
+        number = float(value)
+        if number != number:  # NaN
+            raise ConfigError(key, "must be a number, not nan")
+        if positive and number <= 0:
+            raise ConfigError(key, f"must be > 0, got {value}")
+        if minimum is not None and number < minimum:
+            raise ConfigError(key, f"must be >= {minimum:g}, got {value}")
+        return number
+
+    return check
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"must be true or false, not {_type_name(value)} ({value!r})")
+    return value
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(key, f"must be a string, not {_type_name(value)} ({value!r})")
+    if not value.strip():
+        raise ConfigError(key, "must not be empty")
+    return value
+
+
+def _choice(*choices: str) -> Validator:
+    def check(key: str, value: Any) -> str:
+        text = _text(key, value)
+        if text not in choices:
+            raise ConfigError(key, f"must be one of {', '.join(choices)}; got {text!r}")
+        return text
+
+    return check
+
+
+def _level(key: str, value: Any) -> str:
+    text = _text(key, value).upper()
+    if text not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ConfigError(key, f"must be DEBUG, INFO, WARNING, ERROR or CRITICAL; got {value!r}")
+    return text
+
+
+def _datetime(key: str, value: Any) -> datetime:
+    """A TOML offset datetime, a date (midnight UTC) or an ISO string; never a naive time."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        return datetime.combine(value, time(), tzinfo=timezone.utc)
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(
+                key, f"{value!r} is not a date-time such as 2025-11-17T00:00:00Z"
+            ) from None
+    else:
+        raise ConfigError(key, f"must be a date-time such as 2025-11-17T00:00:00Z, not {value!r}")
+    if moment.tzinfo is None:
+        raise ConfigError(
+            key,
+            f"{value!s} has no time zone: write it in UTC with Z, e.g. "
+            f"{moment.strftime('%Y-%m-%dT%H:%M:%S')}Z",
+        )
+    return parse_iso(moment.isoformat())
+
+
+def _template(key: str, value: Any) -> str:
+    text = _text(key, value)
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError as exc:
+        raise ConfigError(key, f"bad template {text!r}: {exc}") from None
+    unknown = names - _TEMPLATE_FIELDS
+    if unknown:
+        raise ConfigError(
+            key, f"unknown placeholder {{{min(unknown)}}} in {text!r}; use {{root}}, {{radar}}"
+        )
+    return text
+
+
+# --------------------------------------------------------------------------- table walking
+
+
+def _table(key: str, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"must be a table, not {_type_name(value)} ({value!r})")
+    return value
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _read_table(
+    prefix: str,
+    data: Mapping[str, Any],
+    schema: Mapping[str, Validator],
+    *,
+    required: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Validate ``data`` against ``schema``: unknown keys, missing required keys, bad values."""
+    for name in data:
+        if name not in schema:
+            raise ConfigError(
+                _join(prefix, name),
+                f"unknown key; allowed here: {', '.join(sorted(schema))}",
+            )
+    for name in required:
+        if name not in data:
+            raise ConfigError(_join(prefix, name), "is required")
+    return {name: schema[name](_join(prefix, name), value) for name, value in data.items()}
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class FTPSource:
+    """One FTP server the radars publish to; the password is resolved and never shown in repr."""
+
+    name: str
+    host: str
+    port: int = 21
+    username: str = "anonymous"
+    password: str = field(default="", repr=False)
+    password_env: str = DEFAULT_PASSWORD_ENV
+    remote_base_path: str = "/L2"
+    use_tls: bool = False
+    #: connect/command/data timeouts in seconds; None = the download daemon's default
+    timeouts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RadarSettings:
+    """One radar to ingest: its code, the source serving it and the time window to fetch."""
+
+    code: str
+    source: str
+    start_date: datetime
+    end_date: datetime | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    """Where files live; ``{root}`` and ``{radar}`` are filled per radar."""
+
+    root: Path
+    bufr_dir: str = "{root}/{radar}/bufr"
+    netcdf_dir: str = "{root}/{radar}/netcdf"
+    state_db: str = "{root}/state.db"
+    root_resources: Path | None = None
+
+    def resolve(self, template: str, radar: str) -> Path:
+        """The path of ``template`` for ``radar``, absolute."""
+        return Path(template.format(root=self.root, radar=radar)).expanduser().resolve()
+
+    @property
+    def shared_state_db(self) -> bool:
+        """True when every radar records into one database (the template has no ``{radar}``)."""
+        return "{radar}" not in self.state_db
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """Log level and format (``text`` for people, ``json`` for log collectors)."""
+
+    level: str = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+# The download and processing tables map 1:1 onto daemon config fields; unset keys keep the
+# daemon's own defaults, so there is one home for each default value.
+_DOWNLOAD_KEYS: dict[str, Validator] = {
+    "poll_interval": _number(positive=True),
+    "max_concurrent_downloads": _int(1, 64),
+    "verify_checksums": _bool,
+    "resume_partial": _bool,
+    "max_attempts": _int(1),
+    "retry_backoff": _number(0.0),
+    "failed_retry_interval": _number(0.0),
+    "lookback_hours": _number(0.0),
+    "local_layout": _choice("flat", "date"),
+}
+_PROCESSING_KEYS: dict[str, Validator] = {
+    "poll_interval": _number(positive=True),
+    "max_concurrent_processing": _int(1, 64),
+    "allow_incomplete": _bool,
+    "incomplete_timeout_hours": _number(0.0),
+    "max_attempts": _int(1),
+    "retry_backoff_seconds": _number(0.0),
+    "retry_backoff_max_seconds": _number(0.0),
+    "shutdown_grace_seconds": _number(0.0),
+    "stale_claim_seconds": _number(positive=True),
+}
+_OUTPUT_KEYS: dict[str, Validator] = {"compression_level": _int(0, 9)}
+_TIMEOUT_KEYS = ("connect_timeout", "command_timeout", "data_timeout")
+_SOURCE_KEYS: dict[str, Validator] = {
+    "host": _text,
+    "port": _int(1, 65535),
+    "username": _text,
+    "password": _text,
+    "password_env": _text,
+    "remote_base_path": _text,
+    "use_tls": _bool,
+    **{name: _number(positive=True) for name in _TIMEOUT_KEYS},
+}
+_RADAR_KEYS: dict[str, Validator] = {
+    "code": _text,
+    "source": _text,
+    "start_date": _datetime,
+    "end_date": _datetime,
+    "enabled": _bool,
+}
+_PATH_KEYS: dict[str, Validator] = {
+    "root": _text,
+    "bufr_dir": _template,
+    "netcdf_dir": _template,
+    "state_db": _template,
+    "root_resources": _text,
+}
+_LOGGING_KEYS: dict[str, Validator] = {"level": _level, "format": _choice("text", "json")}
+
+
+def _defaults() -> dict[str, dict[str, list[str]]]:
+    """A private copy of the network's production volume types."""
+    return validate_volume_types(DEFAULT_VOLUME_TYPES)
+
+
+_TOP_KEYS = (
+    "logging",
+    "paths",
+    "sources",
+    "radars",
+    "volume_types",
+    "download",
+    "processing",
+    "output",
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated deployment: sources, radars, volume types, paths and daemon settings."""
+
+    sources: dict[str, FTPSource]
+    radars: tuple[RadarSettings, ...]
+    paths: PathSettings
+    volume_types: dict[str, dict[str, list[str]]] = field(default_factory=lambda: _defaults())
+    download: dict[str, Any] = field(default_factory=dict)
+    processing: dict[str, Any] = field(default_factory=dict)
+    output: dict[str, Any] = field(default_factory=dict)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    source_file: Path | None = None
+
+    # -- radars and paths
+
+    def enabled_radars(self) -> list[RadarSettings]:
+        """The radars with ``enabled = true``, in file order."""
+        return [radar for radar in self.radars if radar.enabled]
+
+    def radar(self, code: str) -> RadarSettings:
+        """The settings of one radar; :class:`ConfigError` if the file does not list it."""
+        for radar in self.radars:
+            if radar.code == code:
+                return radar
+        raise ConfigError("radars", f"no radar {code!r} in the configuration")
+
+    def bufr_dir(self, code: str) -> Path:
+        """Local folder of ``code``'s downloaded BUFR files."""
+        return self.paths.resolve(self.paths.bufr_dir, code)
+
+    def netcdf_dir(self, code: str) -> Path:
+        """Local folder of ``code``'s NetCDF volumes."""
+        return self.paths.resolve(self.paths.netcdf_dir, code)
+
+    def state_db(self, code: str) -> Path:
+        """The state database ``code`` records into (shared or per radar)."""
+        return self.paths.resolve(self.paths.state_db, code)
+
+    def state_dbs(self) -> list[Path]:
+        """Every distinct state database of the radars in the file (enabled or not)."""
+        seen: dict[Path, None] = {}
+        for radar in self.radars:
+            seen.setdefault(self.state_db(radar.code), None)
+        return list(seen)
+
+    def secrets(self) -> list[str]:
+        """The passwords in use, for log redaction."""
+        return [s.password for s in self.sources.values() if s.password and len(s.password) >= 3]
+
+    # -- daemon configs
+
+    def download_config(self, code: str) -> Any:
+        """The :class:`~radarlib.io.ftp.download_daemon.DateBasedDaemonConfig` of one radar."""
+        from radarlib.io.ftp.download_daemon import DateBasedDaemonConfig
+
+        radar = self.radar(code)
+        source = self.sources[radar.source]
+        with _daemon_keys(f"sources.{source.name}", _SOURCE_KEYS, "download", _DOWNLOAD_KEYS):
+            return DateBasedDaemonConfig(
+                host=source.host,
+                port=source.port,
+                username=source.username,
+                password=source.password,
+                remote_base_path=source.remote_base_path,
+                radar_code=radar.code,
+                local_download_dir=self.bufr_dir(code),
+                state_db=self.state_db(code),
+                start_date=radar.start_date,
+                end_date=radar.end_date,
+                volume_types=self.volume_types,
+                use_tls=source.use_tls,
+                **source.timeouts,
+                **self.download,
+            )
+
+    def processing_config(self, code: str) -> Any:
+        """The :class:`~radarlib.io.ftp.processing_daemon.ProcessingDaemonConfig` of one radar."""
+        from radarlib.io.ftp.processing_daemon import ProcessingDaemonConfig
+
+        radar = self.radar(code)
+        with _daemon_keys("processing", _PROCESSING_KEYS, "output", _OUTPUT_KEYS):
+            return ProcessingDaemonConfig(
+                local_bufr_dir=self.bufr_dir(code),
+                local_netcdf_dir=self.netcdf_dir(code),
+                state_db=self.state_db(code),
+                volume_types=self.volume_types,
+                radar_code=radar.code,
+                root_resources=self.paths.root_resources,
+                **self.processing,
+                **self.output,
+            )
+
+
+@contextlib.contextmanager
+def _daemon_keys(*sections: Any) -> Iterator[None]:
+    """Re-raise a daemon config's ConfigError under the TOML key the value came from."""
+    try:
+        yield
+    except ConfigError as exc:
+        for prefix, keys in zip(sections[::2], sections[1::2], strict=True):
+            if exc.key in keys:
+                raise ConfigError(f"{prefix}.{exc.key}", exc.problem) from None
+        raise
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _inside_git_work_tree(path: Path) -> Path | None:
+    for folder in path.resolve().parents:
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+def _parse_source(
+    name: str,
+    data: Mapping[str, Any],
+    *,
+    env: Mapping[str, str],
+    source_file: Path | None,
+    resolve_secrets: bool = True,
+) -> FTPSource:
+    prefix = f"sources.{name}"
+    if not _SOURCE_NAME.fullmatch(name):
+        raise ConfigError(prefix, "source names use letters, digits, '_' and '-'")
+    values = _read_table(prefix, _table(prefix, data), _SOURCE_KEYS, required=("host",))
+    username = values.get("username", "anonymous")
+    if "password" in values and "password_env" in values:
+        raise ConfigError(f"{prefix}.password", "set either password or password_env, not both")
+    password_env = values.get("password_env", DEFAULT_PASSWORD_ENV)
+    if not _ENV_NAME.fullmatch(password_env):
+        raise ConfigError(f"{prefix}.password_env", f"{password_env!r} is not a variable name")
+    if "password" in values:
+        repo = _inside_git_work_tree(source_file) if source_file is not None else None
+        if repo is not None:
+            raise ConfigError(
+                f"{prefix}.password",
+                f"a literal password in {source_file}, which is inside the git work tree {repo}: "
+                f"move the file out of the repository or use password_env",
+            )
+        password = values["password"]
+    elif password_env in env:
+        password = env[password_env]
+    elif username == "anonymous":
+        password = "anonymous@"
+    elif not resolve_secrets:
+        password = ""
+    else:
+        raise ConfigError(
+            f"{prefix}.password_env",
+            f"environment variable {password_env} is not set "
+            f"(the password of user {username!r} on {values['host']})",
+        )
+    base = values.get("remote_base_path", "/L2")
+    if not base.startswith("/"):
+        raise ConfigError(f"{prefix}.remote_base_path", f"must start with '/'; got {base!r}")
+    return FTPSource(
+        name=name,
+        host=values["host"],
+        port=values.get("port", 21),
+        username=username,
+        password=password,
+        password_env=password_env,
+        remote_base_path=base.rstrip("/") or "/",
+        use_tls=values.get("use_tls", False),
+        timeouts={k: values[k] for k in _TIMEOUT_KEYS if k in values},
+    )
+
+
+def _parse_radars(value: Any, sources: Mapping[str, FTPSource]) -> tuple[RadarSettings, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError("radars", "must be a non-empty array of tables ([[radars]])")
+    radars: list[RadarSettings] = []
+    for index, item in enumerate(value):
+        prefix = f"radars[{index}]"
+        values = _read_table(
+            prefix, _table(prefix, item), _RADAR_KEYS, required=("code", "start_date")
+        )
+        code = values["code"]
+        if not _RADAR_CODE.fullmatch(code):
+            raise ConfigError(f"{prefix}.code", f"{code!r} is not a radar code such as RMA1 or AR5")
+        if any(r.code == code for r in radars):
+            raise ConfigError(f"{prefix}.code", f"radar {code} is listed twice")
+        if "source" in values:
+            source = values["source"]
+            if source not in sources:
+                raise ConfigError(
+                    f"{prefix}.source",
+                    f"no source {source!r}; defined: {', '.join(sorted(sources)) or 'none'}",
+                )
+        elif len(sources) == 1:
+            source = next(iter(sources))
+        else:
+            raise ConfigError(f"{prefix}.source", "is required when several sources are defined")
+        end = values.get("end_date")
+        if end is not None and end <= values["start_date"]:
+            raise ConfigError(f"{prefix}.end_date", "must be later than start_date")
+        radars.append(
+            RadarSettings(code, source, values["start_date"], end, values.get("enabled", True))
+        )
+    return tuple(radars)
+
+
+def _base_path(text: str, base_dir: Path) -> Path:
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else (base_dir / path)
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    *,
+    base_dir: str | os.PathLike[str] = ".",
+    env: Mapping[str, str] | None = None,
+    source_file: str | os.PathLike[str] | None = None,
+    resolve_secrets: bool = True,
+) -> Config:
+    """Validate a decoded TOML document; relative paths are taken from ``base_dir``.
+
+    ``resolve_secrets=False`` accepts a source whose password variable is unset (for commands
+    that only read the state database, such as ``radarlib status``).
+    """
+    env = os.environ if env is None else env
+    base = Path(base_dir).resolve()
+    origin = None if source_file is None else Path(source_file)
+    _read_table("", data, dict.fromkeys(_TOP_KEYS, lambda _k, v: v), required=("sources", "radars"))
+
+    sources_table = _table("sources", data["sources"])
+    if not sources_table:
+        raise ConfigError("sources", "define at least one source, e.g. [sources.main]")
+    sources = {
+        name: _parse_source(
+            name,
+            _table(f"sources.{name}", value),
+            env=env,
+            source_file=origin,
+            resolve_secrets=resolve_secrets,
+        )
+        for name, value in sources_table.items()
+    }
+    radars = _parse_radars(data["radars"], sources)
+
+    path_values = _read_table("paths", _table("paths", data.get("paths", {})), _PATH_KEYS)
+    resources = path_values.get("root_resources")
+    paths = PathSettings(
+        root=_base_path(path_values.get("root", "."), base),
+        bufr_dir=path_values.get("bufr_dir", PathSettings.bufr_dir),
+        netcdf_dir=path_values.get("netcdf_dir", PathSettings.netcdf_dir),
+        state_db=path_values.get("state_db", PathSettings.state_db),
+        root_resources=None if resources is None else _base_path(resources, base),
+    )
+
+    volume_types = (
+        validate_volume_types(data["volume_types"]) if "volume_types" in data else _defaults()
+    )
+    log_values = _read_table("logging", _table("logging", data.get("logging", {})), _LOGGING_KEYS)
+    return Config(
+        sources=sources,
+        radars=radars,
+        paths=paths,
+        volume_types=volume_types,
+        download=_read_table(
+            "download", _table("download", data.get("download", {})), _DOWNLOAD_KEYS
+        ),
+        processing=_read_table(
+            "processing", _table("processing", data.get("processing", {})), _PROCESSING_KEYS
+        ),
+        output=_read_table("output", _table("output", data.get("output", {})), _OUTPUT_KEYS),
+        logging=LoggingSettings(
+            level=log_values.get("level", "INFO"), format=log_values.get("format", "text")
+        ),
+        source_file=origin,
+    )
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    resolve_secrets: bool = True,
+) -> Config:
+    """Read and validate a TOML config file; :class:`ConfigError` naming the key on any problem."""
+    file = Path(path).expanduser()
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(str(file), "config file not found") from None
+    except OSError as exc:
+        raise ConfigError(str(file), f"cannot read config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(file), f"not valid TOML: {exc}") from None
+    return parse_config(
+        data,
+        base_dir=file.resolve().parent,
+        env=env,
+        source_file=file.resolve(),
+        resolve_secrets=resolve_secrets,
+    )
+
+
+def example_config_path() -> Path:
+    """The commented example config shipped in the package (``radarlib/examples/radarlib.toml``)."""
+    return Path(__file__).resolve().parent / "examples" / "radarlib.toml"
