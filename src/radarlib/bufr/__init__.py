@@ -20,6 +20,7 @@ from radarlib.bufr.model import (
     masked,
 )
 from radarlib.bufr.reader import read_bufr
+from radarlib.bufr.writer import write_bufr, write_bufr_file
 
 __all__ = [
     "NODATA",
@@ -34,4 +35,6 @@ __all__ = [
     "classify",
     "masked",
     "read_bufr",
+    "write_bufr",
+    "write_bufr_file",
 ]
