@@ -30,28 +30,47 @@ BACKEND: str = "libdeflate" if _deflate is not None else "zlib"
 #: Deflate cannot expand data by more than ~1032:1; sizes beyond this are impossible.
 _MAX_RATIO = 1032
 _SLACK = 1024
+#: Output piece size of the stdlib path for large outputs.
+_PIECE = 4 << 20
 
 
 class InflateError(ValueError):
     """A zlib stream is corrupt, or does not inflate to exactly the expected size."""
 
 
-def _stdlib(data: bytes | bytearray | memoryview, size: int) -> bytes:
+def _stdlib(data: bytes | bytearray | memoryview, size: int) -> bytes | bytearray:
     inflater = zlib.decompressobj()
     try:
-        out = inflater.decompress(data, size + 1)
+        if size < _PIECE:  # one call; at most size + 1 bytes come out
+            out: bytes | bytearray = inflater.decompress(data, size + 1)
+            filled = len(out)
+        else:  # large: fill a buffer piece by piece (zlib would otherwise hold it twice)
+            out = bytearray(size)
+            filled = 0
+            tail: bytes | bytearray | memoryview = data
+            while not inflater.eof:
+                want = min(_PIECE, size - filled + 1)
+                piece = inflater.decompress(tail, want)
+                tail = inflater.unconsumed_tail
+                if filled + len(piece) > size:
+                    filled += len(piece)
+                    break
+                out[filled : filled + len(piece)] = piece
+                filled += len(piece)
+                if len(piece) < want and not tail:
+                    break  # input used up
     except zlib.error as exc:
         raise InflateError(f"corrupt zlib stream ({exc})") from None
-    if len(out) > size:
+    if filled > size:
         raise InflateError(f"zlib stream inflates to more than the expected {size} bytes")
     if not inflater.eof:
         raise InflateError(
-            f"zlib stream ends early: {len(out)} of the expected {size} bytes, no end of stream"
+            f"zlib stream ends early: {filled} of the expected {size} bytes, no end of stream"
         )
     if inflater.unused_data:
         raise InflateError(f"{len(inflater.unused_data)} bytes after the end of the zlib stream")
-    if len(out) != size:
-        raise InflateError(f"zlib stream inflates to {len(out)} bytes, expected {size}")
+    if filled != size:
+        raise InflateError(f"zlib stream inflates to {filled} bytes, expected {size}")
     return out
 
 
@@ -85,6 +104,8 @@ def inflate_exact(
         raise InflateError(f"zlib stream inflates to {len(out)} bytes, expected {size}")
     # libdeflate stops at the end of the deflate data and checks the Adler-32 that follows;
     # that trailer must be the last 4 bytes of the input, else bytes follow the stream.
+    # (Trailing bytes that themselves end with the same Adler-32, e.g. a second copy of the
+    # stream, pass this check; the output is still exact and verified.)
     if len(data) < 4 or _deflate.adler32(out) != int.from_bytes(data[-4:], "big"):
         _stdlib(data, size)
         raise InflateError("bytes after the end of the zlib stream")
