@@ -108,14 +108,26 @@ def test_pool_runs_jobs_in_other_processes_and_survives_a_dead_worker(tmp_path: 
             assert os.getpid() not in pids  # never converted in the daemon's process
             assert pids <= {o.worker_pid for o in outcomes}
 
+            # a job that kills its worker fails alone; the job beside it is unaffected
             crash = _job(tmp_path, "RMA1_0315_01_DBZH_20250201T000000Z.BUFR", "CRASH", "VX")
-            with pytest.raises(WorkerDiedError, match="VX: a worker process died"):
-                await pool.convert(crash)
+            beside = _job(tmp_path, "RMA1_0315_01_KDP_20250201T000000Z.BUFR", volume="VY")
+            results = await asyncio.gather(
+                pool.convert(crash), pool.convert(beside), return_exceptions=True
+            )
+            assert isinstance(results[0], WorkerDiedError)
+            assert str(results[0]).startswith("VX: the worker process died")
+            assert not isinstance(results[1], BaseException) and results[1].ok
             assert pool.restarts == 1
-            # the next job gets a fresh pool and succeeds
-            again = await pool.convert(_job(tmp_path, "RMA1_0315_01_ZDR_20250301T000000Z.BUFR"))
-            assert again.ok
+            # the dead worker's slot gets a fresh process
+            again = await asyncio.gather(
+                *(
+                    pool.convert(_job(tmp_path, f"RMA1_0315_01_ZDR_2025030{i}T000000Z.BUFR"))
+                    for i in (1, 2)
+                )
+            )
+            assert all(o.ok for o in again)
             assert pool.restarts == 1
+            assert len(pool.worker_pids()) == 2
         finally:
             await asyncio.to_thread(pool.shutdown)
         assert pool.worker_pids() == []

@@ -204,6 +204,7 @@ class ProcessingDaemon:
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._recording: set[str] = set()
         self._last_recovery = 0.0
+        self._worker_restarts = 0
         self._counters: dict[str, int] = {
             "volumes_processed": 0,
             "volumes_failed": 0,
@@ -287,7 +288,7 @@ class ProcessingDaemon:
             "complete_unprocessed": self._db_stats.get("complete_unprocessed", 0),
             "volumes_by_status": dict(self._db_stats.get("volumes_by_status", {})),
             "in_flight": len(self._in_flight),
-            "worker_restarts": self._pool.restarts if self._pool else 0,
+            "worker_restarts": self._worker_restarts + (self._pool.restarts if self._pool else 0),
             "radar_code": self.config.radar,
             "worker_id": self.worker_id,
             "last_poll": self._last_poll,
@@ -521,7 +522,14 @@ class ProcessingDaemon:
                     error_traceback=_format_traceback(exc),
                 )
             self._recording.add(volume_id)
-            await asyncio.shield(asyncio.to_thread(self._record, row, outcome))
+            try:
+                await asyncio.shield(asyncio.to_thread(self._record, row, outcome))
+            except Exception:  # e.g. the claim was recovered by another daemon meanwhile
+                log.exception(
+                    "volume %s: could not record the outcome of its conversion",
+                    volume_id,
+                    extra=extra,
+                )
         finally:
             self._recording.discard(volume_id)
             self._in_flight.pop(volume_id, None)
@@ -592,6 +600,7 @@ class ProcessingDaemon:
     async def _drain(self) -> None:
         """Let running conversions finish within the grace period, else return them to pending."""
         pool, self._pool = self._pool, None
+        self._worker_restarts += pool.restarts if pool is not None else 0
         tasks = dict(self._in_flight)
         if tasks:
             log.info(

@@ -164,7 +164,12 @@ def _ping() -> int:
 
 
 class ConversionPool:
-    """A ``spawn`` process pool of ``max_workers`` that is recreated when a worker dies."""
+    """``max_workers`` single-process ``spawn`` executors: a dying worker only costs its own job.
+
+    One executor per slot (rather than one executor of ``max_workers`` processes) because a
+    process pool breaks as a whole when one of its workers dies, failing every job in it:
+    here only the job that killed its worker fails, and that slot gets a fresh process.
+    """
 
     def __init__(self, max_workers: int, *, converter: str = DEFAULT_CONVERTER) -> None:
         if max_workers < 1:
@@ -172,71 +177,88 @@ class ConversionPool:
         self.max_workers = max_workers
         self.converter = converter
         self.restarts = 0
-        self._executor: ProcessPoolExecutor | None = None
+        self._executors: list[ProcessPoolExecutor | None] = [None] * max_workers
+        self._free: list[int] = list(range(max_workers))
+        self._slots: asyncio.Semaphore | None = None
 
-    def _pool(self) -> ProcessPoolExecutor:
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                max_workers=self.max_workers,
+    def _executor(self, slot: int) -> ProcessPoolExecutor:
+        executor = self._executors[slot]
+        if executor is None:
+            executor = ProcessPoolExecutor(
+                max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
                 initargs=(self.converter,),
             )
-        return self._executor
+            self._executors[slot] = executor
+        return executor
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_workers)
+        async with self._slots:
+            slot = self._free.pop()
+            try:
+                executor = self._executor(slot)
+                try:
+                    return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+                except BrokenProcessPool:
+                    self._discard(slot, executor)
+                    raise
+            finally:
+                self._free.append(slot)
 
     async def warm_up(self) -> None:
         """Start every worker now (imports take seconds) so the first volume is not delayed."""
-        loop = asyncio.get_running_loop()
-        pool = self._pool()
-        futures = [loop.run_in_executor(pool, _ping) for _ in range(self.max_workers)]
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        if any(isinstance(r, BrokenProcessPool) for r in results):
-            self._discard(pool)
+        await asyncio.gather(
+            *(self._run(_ping) for _ in range(self.max_workers)), return_exceptions=True
+        )
 
     async def convert(self, job: ConversionJob) -> ConversionOutcome:
         """Run ``job`` in a worker; :class:`WorkerDiedError` if its worker process died."""
-        loop = asyncio.get_running_loop()
-        pool = self._pool()
         try:
-            return await loop.run_in_executor(pool, run_job, job)
+            outcome: ConversionOutcome = await self._run(run_job, job)
         except BrokenProcessPool as exc:
-            self._discard(pool)
+            first = Path(job.files[0]).name if job.files else "-"
             raise WorkerDiedError(
-                f"{job.volume_id}: a worker process died while converting the volume "
-                f"({len(job.files)} files, first {Path(job.files[0]).name if job.files else '-'})"
+                f"{job.volume_id}: the worker process died while converting the volume "
+                f"({len(job.files)} files, first {first})"
             ) from exc
+        return outcome
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live workers (for tests and diagnostics)."""
-        if self._executor is None:
-            return []
-        processes = getattr(self._executor, "_processes", None) or {}
-        return [p.pid for p in processes.values() if p.pid is not None and p.is_alive()]
+        pids = []
+        for executor in self._executors:
+            processes = getattr(executor, "_processes", None) or {}
+            pids += [p.pid for p in processes.values() if p.pid is not None and p.is_alive()]
+        return pids
 
-    def _discard(self, pool: ProcessPoolExecutor) -> None:
-        if self._executor is pool:
-            self._executor = None
+    def _discard(self, slot: int, executor: ProcessPoolExecutor) -> None:
+        if self._executors[slot] is executor:
+            self._executors[slot] = None
             self.restarts += 1
-            log.warning("conversion pool broken: a worker died; starting a new pool")
-        pool.shutdown(wait=False, cancel_futures=True)
+            log.warning("conversion worker %d died; it will be replaced", slot)
+        executor.shutdown(wait=False, cancel_futures=True)
 
     def kill(self) -> None:
-        """Terminate the workers now (conversions in flight are abandoned) and drop the pool."""
-        pool, self._executor = self._executor, None
-        if pool is None:
-            return
+        """Terminate the workers now (conversions in flight are abandoned) and drop them."""
+        executors = [e for e in self._executors if e is not None]
+        self._executors = [None] * self.max_workers
         # ProcessPoolExecutor has no public terminate before Python 3.14: kill its processes.
-        processes = list((getattr(pool, "_processes", None) or {}).values())
+        processes = [p for e in executors for p in (getattr(e, "_processes", None) or {}).values()]
         for process in processes:
             with contextlib.suppress(Exception):
                 process.kill()
-        pool.shutdown(wait=False, cancel_futures=True)
+        for executor in executors:
+            executor.shutdown(wait=False, cancel_futures=True)
         for process in processes:
             with contextlib.suppress(Exception):
                 process.join(timeout=5)
 
     def shutdown(self) -> None:
         """Stop the workers after their current jobs (blocking; call from a thread)."""
-        pool, self._executor = self._executor, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        executors = [e for e in self._executors if e is not None]
+        self._executors = [None] * self.max_workers
+        for executor in executors:
+            executor.shutdown(wait=True, cancel_futures=True)
