@@ -148,6 +148,24 @@ def test_tiny_file_roundtrips_and_long_streams_split_into_chunks() -> None:
     assert again.sweeps[0].quantities[0].n_chunks == -(-stream // CHUNK_SIZE) > 1
 
 
+def test_threaded_deflate_matches_serial_and_reports_errors_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from radarlib.bufr import writer
+
+    noise = np.random.default_rng(1).random((50, 40))
+    f = _tiny(nsweeps=6, nrays=50, ngates=40, quantities=(Quantity(0, noise), Quantity(1, noise)))
+    serial = write_bufr(f)
+    monkeypatch.setattr(writer, "_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(writer.os, "cpu_count", lambda: 4)
+    assert write_bufr(f) == serial
+    bad = dataclasses.replace(
+        f, sweeps=(*f.sweeps[:4], dataclasses.replace(f.sweeps[4], ngates=39), f.sweeps[5])
+    )
+    with pytest.raises(BufrEncodeError, match="sweep 4 quantity 0: data shape"):
+        write_bufr(bad)
+
+
 def test_missing_station_numbers_roundtrip_as_none() -> None:
     f = _tiny()
     f = dataclasses.replace(

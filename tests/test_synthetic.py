@@ -220,6 +220,7 @@ def test_stations_known_and_hashed() -> None:
     assert (f.station.latitude, f.station.longitude) == (lat, lon)
     again = read_bufr(write_bufr(f, level=1))
     assert again.same_as(f) and again.radar == "RMA99"
+    assert list(synthetic_volume("RMA3", "0315", "2", nsweeps=1)) == ["VRAD", "WRAD"]
     # other network codes: not RMA, one-digit volume number, DBZH by default
     ar5 = synthetic_volume("AR5", "1000", "1", nsweeps=1)
     assert list(ar5) == ["DBZH"]

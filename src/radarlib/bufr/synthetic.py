@@ -290,6 +290,15 @@ class _Weather:
     threshold: npt.NDArray[np.floating]  # (1, ngates) detectable dBZ at that range
     cellness: npt.NDArray[np.float32]  # 0..1, 1 in a convective core
     clear_air: npt.NDArray[np.bool_]
+    #: standard-normal float32 noise, drawn once per sweep; fields use shifted copies of it
+    noise: npt.NDArray[np.float32]
+
+    def normal(self, k: int, mean: float, sd: float) -> npt.NDArray[np.float32]:
+        """Noise stream ``k``: the sweep's noise rolled by a k-dependent shift, scaled."""
+        out = np.roll(self.noise, (97 * k, 31 * k), axis=(0, 1))
+        out *= np.float32(sd)
+        out += np.float32(mean)
+        return out
 
 
 def _normal(
@@ -363,7 +372,8 @@ def _weather(
         block = (geom.nrays, near)
         clear[:, :near] = (rng.random(block, dtype=np.float32) < 0.85) & ~np.isfinite(z[:, :near])
         z[:, :near] = np.where(clear[:, :near], _normal(rng, -8.0, 6.0, block), z[:, :near])
-    z += _normal(rng, 0.0, 1.0, shape)
+    noise = rng.standard_normal(shape, dtype=np.float32)
+    z += noise
     threshold = -37.0 + 20.0 * np.log10(np.maximum(rng_km, 1.0))
     return _Weather(
         z,
@@ -373,6 +383,7 @@ def _weather(
         threshold[np.newaxis, :],
         cellness,
         clear,
+        noise,
     )
 
 
@@ -386,12 +397,12 @@ def _kdp_true(w: _Weather) -> npt.NDArray[np.float32]:
     return np.minimum(np.float32(0.15) * np.exp(excess / np.float32(6.5)), np.float32(5.0))
 
 
-def _zdr(w: _Weather, rng: np.random.Generator) -> npt.NDArray[np.float32]:
+def _zdr(w: _Weather) -> npt.NDArray[np.float32]:
     rain = np.clip(np.float32(0.3) + np.float32(0.06) * (w.z - np.float32(15.0)), 0.2, 4.5)
     zdr = np.where(w.height < _MELTING_KM - 0.5, rain, np.float32(0.15)).astype(np.float32)
     zdr += _bright_band(w.height)
-    zdr = np.where(w.clear_air, _normal(rng, 2.0, 1.5, w.z.shape), zdr)
-    zdr += _normal(rng, 0.0, 0.25, w.z.shape)
+    zdr = np.where(w.clear_air, w.normal(1, 2.0, 1.5), zdr)
+    zdr += w.normal(2, 0.0, 0.25)
     return zdr
 
 
@@ -410,32 +421,30 @@ def _field(
     w: _Weather,
     geom: _Geometry,
     scene: _Scene,
-    rng: np.random.Generator,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
     """(values, echo mask) of one field on one geometry; values are clipped to FIELD_RANGES."""
     echo = w.z >= w.threshold  # False for -inf (nothing there)
-    shape = w.z.shape
     values: npt.NDArray[np.floating]
     if name == "DBZH":
         values = w.z
     elif name == "DBZV":
-        values = w.z - _zdr(w, rng)
+        values = w.z - _zdr(w)
         echo &= values >= w.threshold
     elif name == "ZDR":
-        values = _zdr(w, rng)
+        values = _zdr(w)
     elif name == "RHOHV":
         values = np.float32(0.99) - np.float32(0.06) * _bright_band(w.height)
-        values = values + _normal(rng, 0.0, 0.006, shape)
-        values = np.where(w.clear_air, _normal(rng, 0.8, 0.07, shape), values)
+        values = values + w.normal(3, 0.0, 0.006)
+        values = np.where(w.clear_air, w.normal(4, 0.8, 0.07), values)
         values -= np.float32(0.05) * ((w.z - w.threshold) < 5.0)
     elif name == "KDP":
         kdp = _kdp_true(w)
         echo &= kdp > 0.0
-        values = kdp + _normal(rng, 0.0, 0.1, shape)
+        values = kdp + w.normal(5, 0.0, 0.1)
     elif name == "PHIDP":
         dr_km = np.float32(geom.bin_size / 1000.0)
         values = np.cumsum(_kdp_true(w), axis=1) * (2 * dr_km) + np.float32(scene.phidp_offset)
-        values += _normal(rng, 0.0, 2.0, shape)
+        values += w.normal(6, 0.0, 2.0)
     elif name == "VRAD":
         speed = np.minimum(8.0 + 4.0 * w.height, 45.0)
         direction = np.deg2rad(scene.wind_dir + 10.0 * w.height)
@@ -443,11 +452,11 @@ def _field(
         radial = (speed * np.cos(direction - az) * np.cos(np.deg2rad(geom.elevation))).astype(
             np.float32
         )
-        radial += _normal(rng, 0.0, 1.0, shape)
+        radial += w.normal(7, 0.0, 1.0)
         values = (radial + np.float32(NYQUIST)) % np.float32(2 * NYQUIST) - np.float32(NYQUIST)
     elif name == "WRAD":
         values = (1.0 + 0.008 * w.range_km).astype(np.float32) + np.float32(3.0) * w.cellness
-        values += np.abs(_normal(rng, 0.0, 0.5, shape))
+        values += np.abs(w.normal(8, 0.0, 0.5))
     else:  # pragma: no cover - callers check names first
         raise ValueError(name)
     return _clip32(values, *FIELD_RANGES[name]), echo
@@ -459,13 +468,12 @@ def _payload(
     geom: _Geometry,
     weather: _Weather,
     scene: _Scene,
-    key: tuple[object, ...],
 ) -> npt.NDArray[np.float64]:
-    values, echo = _field(name, weather, geom, scene, _rng("field", *key, plan.index, name))
+    values, echo = _field(name, weather, geom, scene)
     # Valid values are float32 numbers widened to float64, like the radar's.
     data = np.where(echo, values.astype(np.float64), UNDETECT)
     if name == "VRAD":
-        spots = _rng("nan", *key, plan.index).random(data.shape) < 2e-4
+        spots = weather.normal(9, 0.0, 1.0) > 3.54  # ~2e-4 of the gates
         data[spots & echo] = _NAN_ARTEFACT
     if plan.nodata_rows:
         data[list(plan.nodata_rows), :] = NODATA
@@ -500,7 +508,11 @@ def synthetic_volume(
         raise ValueError(f"naive time {moment!r}: synthetic volumes need a UTC time")
     moment = moment.astimezone(timezone.utc)
     if fields is None:
-        fields = DEFAULT_VOLUME_TYPES.get(strategy, {}).get(volume_number, ["DBZH"])
+        numbers = DEFAULT_VOLUME_TYPES.get(strategy, {})
+        fields = next(
+            (f for n, f in numbers.items() if n.lstrip("0") == volume_number.lstrip("0")),
+            ["DBZH"],
+        )
     unknown = [f for f in fields if f not in QUANTITY_CODES]
     if unknown:
         raise ValueError(f"unknown synthetic fields {unknown}; supported: {sorted(QUANTITY_CODES)}")
@@ -535,7 +547,7 @@ def synthetic_volume(
             if geom not in weathers:
                 wrng = _rng("weather", *key, plan.index, geom)
                 weathers[geom] = _weather(scene, geom, hours, height, wrng)
-            data = _payload(field_name, plan, geom, weathers[geom], scene, key)
+            data = _payload(field_name, plan, geom, weathers[geom], scene)
             sweeps[field_name].append(
                 Sweep(
                     start_time=plan.start,

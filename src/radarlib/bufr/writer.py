@@ -15,10 +15,12 @@ True
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +39,9 @@ TEMPLATE: tuple[int, ...] = (321204, 301031, 321203)
 #: Bytes per 0 30 198 run (the last run of a stream holds the remainder).
 CHUNK_SIZE = 65534
 _MAX_MESSAGE = (1 << 24) - 1  # section 0 holds the total length in 3 octets
+#: Payload bytes from which sweeps are deflated in threads, and the most threads used.
+_PARALLEL_BYTES = 4 << 20
+_MAX_THREADS = 4
 #: Physical bounds narrower than the bit width allows (latitude, longitude, elevation).
 _BOUNDS: dict[int, tuple[float, float]] = {
     5001: (-90.0, 90.0),
@@ -124,7 +129,7 @@ def _compress(sweep: Sweep, index: int, q: int, level: int) -> list[bytes]:
     return [stream[i : i + CHUNK_SIZE] for i in range(0, len(stream), CHUNK_SIZE)]
 
 
-def _sweep_items(sweep: Sweep, index: int, level: int) -> list[_Item]:
+def _sweep_items(sweep: Sweep, index: int, streams: list[list[bytes]]) -> list[_Item]:
     label = f"sweep {index}"
     items = _date_time(sweep.start_time, f"{label} start")
     items += _date_time(sweep.end_time, f"{label} end")
@@ -138,9 +143,8 @@ def _sweep_items(sweep: Sweep, index: int, level: int) -> list[_Item]:
         _Item(2134, f"{label} a1gate", sweep.a1gate),
         _Item(31001, f"{label} number of quantities", len(sweep.quantities)),
     ]
-    for q, quantity in enumerate(sweep.quantities):
+    for q, (quantity, chunks) in enumerate(zip(sweep.quantities, streams, strict=True)):
         where = f"{label} quantity {q}"
-        chunks = _compress(sweep, index, q, level)
         items += [
             _Item(30196, f"{where} code", quantity.code),
             _Item(30197, f"{where} compression", quantity.compression),
@@ -150,12 +154,39 @@ def _sweep_items(sweep: Sweep, index: int, level: int) -> list[_Item]:
     return items
 
 
-def _items(bufr: BufrFile, level: int) -> Iterator[_Item]:
-    """The values of the template, in the order of its expansion (payloads compressed lazily)."""
+def _compress_all(bufr: BufrFile, level: int) -> Generator[list[list[bytes]], None, None]:
+    """Per sweep, the chunk lists of its quantities; in threads when there is much to deflate.
+
+    ``zlib.compress`` releases the GIL, so sweeps compress in parallel on several cores.
+    Results (and errors) come back in sweep order.
+    """
+    jobs = [(s, i, q) for i, s in enumerate(bufr.sweeps) for q in range(len(s.quantities))]
+    total = sum(s.nrays * s.ngates * 8 for s, _, _ in jobs)
+    workers = min(_MAX_THREADS, os.cpu_count() or 1, len(jobs))
+    if workers < 2 or total < _PARALLEL_BYTES:
+        for i, sweep in enumerate(bufr.sweeps):
+            yield [_compress(sweep, i, q, level) for q in range(len(sweep.quantities))]
+        return
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bufr-deflate")
+    try:
+        sweeps, indices, qs = zip(*jobs, strict=True)
+        results = pool.map(_compress, sweeps, indices, qs, itertools.repeat(level))
+        for sweep in bufr.sweeps:
+            yield [next(results) for _ in sweep.quantities]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _items(bufr: BufrFile, level: int) -> Generator[_Item, None, None]:
+    """The values of the template, in the order of its expansion."""
     yield from _station_items(bufr.station, bufr.section1.time)
     yield _Item(31001, "number of sweeps", len(bufr.sweeps))
-    for i, sweep in enumerate(bufr.sweeps):
-        yield from _sweep_items(sweep, i, level)
+    streams = _compress_all(bufr, level)  # starts only once the header values were accepted
+    try:
+        for i, sweep in enumerate(bufr.sweeps):
+            yield from _sweep_items(sweep, i, next(streams))
+    finally:
+        streams.close()
 
 
 # --------------------------------------------------------------------------- template walk
@@ -353,9 +384,13 @@ def write_bufr(bufr: BufrFile, *, level: int = 6) -> bytes:
         raise BufrEncodeError(f"zlib level {level!r} is not -1..9")
     section1 = _section1(bufr)
     writer = BitWriter()
-    walk = _Walk(_items(bufr, level), writer)
-    walk.nodes(Tables.load().expand(TEMPLATE))
-    walk.finish()
+    items = _items(bufr, level)
+    try:
+        walk = _Walk(items, writer)
+        walk.nodes(Tables.load().expand(TEMPLATE))
+        walk.finish()
+    finally:
+        items.close()  # stops pending compressions when a value did not fit
     writer.pad_to_octet()
     data = writer.getvalue()
     pad = b"\x00" * ((len(data) + 4) % 2)  # section 4 has an even number of octets
