@@ -153,14 +153,17 @@ def setup_logging(
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter(secrets) if fmt == "json" else TextFormatter(secrets))
     handler.set_name("radarlib")
+    numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    handler.setLevel(numeric)  # loggers may be more verbose for in-process consumers
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == "radarlib"]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper() if isinstance(level, str) else level)
-    # third-party chatter stays at WARNING unless the user asked for DEBUG everywhere
+    root.setLevel(numeric)
+    logging.captureWarnings(True)  # warnings.warn(...) become log lines in the chosen format
+    # third-party chatter stays at WARNING unless the user asked for DEBUG
     for noisy in ("aioftp", "matplotlib", "asyncio", "PIL"):
         logging.getLogger(noisy).setLevel(
-            logging.DEBUG if root.level <= logging.DEBUG and noisy == "aioftp" else logging.WARNING
+            logging.DEBUG if numeric <= logging.DEBUG and noisy == "aioftp" else logging.WARNING
         )
     return handler

@@ -17,7 +17,7 @@ from radarlib import __version__
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: Sub-command modules under :mod:`radarlib.cli`, in ``--help`` order.
-COMMANDS: tuple[str, ...] = ("inspect", "convert")
+COMMANDS: tuple[str, ...] = ("inspect", "convert", "run", "status", "reprocess", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,260 @@
+"""``radarlib run``: the download and processing daemons of every configured radar, in one process.
+
+    radarlib run --config radarlib.toml [--radar RMA1] [--only download|processing]
+                 [--log-level INFO] [--log-format text|json]
+
+One task pair (download daemon, processing daemon) per enabled radar shares one event loop;
+SIGINT or SIGTERM calls ``stop()`` on every daemon and the command exits 0 once they have shut
+down cleanly (a second signal cancels them). A daemon that dies of an error is logged with
+its radar while the others go on; the exit code is then 1. ``--only`` runs one kind of daemon,
+so downloads and processing can live in separate processes (or hosts) on a shared state DB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from radarlib.config import Config, load_config
+from radarlib.errors import ConfigError, RadarlibError
+from radarlib.logsetup import bind_radar, setup_logging
+
+__all__ = ["DaemonTask", "Pipeline", "add_logging_arguments", "register", "run_pipeline"]
+
+log = logging.getLogger("radarlib.run")
+
+Role = Literal["download", "processing"]
+
+
+@dataclass
+class DaemonTask:
+    """One daemon of one radar and how its ``run()`` ended."""
+
+    radar: str
+    role: Role
+    daemon: Any
+    task: asyncio.Task[None] | None = None
+    error: BaseException | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        """``RMA1/download``."""
+        return f"{self.radar}/{self.role}"
+
+
+class Pipeline:
+    """The daemons of the enabled radars of a config, run together on the current event loop."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        radars: Sequence[str] | None = None,
+        roles: Sequence[Role] = ("download", "processing"),
+    ) -> None:
+        from radarlib.io.ftp.download_daemon import DateBasedFTPDaemon
+        from radarlib.io.ftp.processing_daemon import ProcessingDaemon
+
+        self.config = config
+        chosen = [r.code for r in config.enabled_radars()]
+        if radars:
+            for code in radars:
+                config.radar(code)  # ConfigError if unknown
+            chosen = [code for code in radars]
+        if not chosen:
+            raise ConfigError("radars", "no enabled radar to run")
+        self.daemons: list[DaemonTask] = []
+        for code in chosen:
+            if "download" in roles:
+                daemon = DateBasedFTPDaemon(config.download_config(code))
+                self.daemons.append(DaemonTask(code, "download", daemon))
+            if "processing" in roles:
+                daemon = ProcessingDaemon(config.processing_config(code))
+                self.daemons.append(DaemonTask(code, "processing", daemon))
+        self._stopping = False
+
+    @property
+    def radars(self) -> list[str]:
+        """The radar codes this pipeline runs, in order."""
+        return list(dict.fromkeys(d.radar for d in self.daemons))
+
+    async def run(self) -> list[DaemonTask]:
+        """Run every daemon until it returns or fails; the list of those that failed."""
+
+        async def supervise(entry: DaemonTask) -> None:
+            bind_radar(entry.radar)
+            try:
+                await entry.daemon.run()
+            except asyncio.CancelledError:
+                log.warning("%s daemon of %s cancelled", entry.role, entry.radar)
+                raise
+            except Exception as exc:
+                entry.error = exc
+                reason = str(exc) if isinstance(exc, RadarlibError) else repr(exc)
+                log.error(
+                    "%s daemon of %s stopped by an error: %s",
+                    entry.role,
+                    entry.radar,
+                    reason,
+                    exc_info=not isinstance(exc, RadarlibError),
+                    extra={"radar": entry.radar},
+                )
+            else:
+                if not self._stopping:
+                    log.info(
+                        "%s daemon of %s finished",
+                        entry.role,
+                        entry.radar,
+                        extra={"radar": entry.radar},
+                    )
+
+        for entry in self.daemons:
+            entry.task = asyncio.create_task(supervise(entry), name=entry.name)
+        log.info(
+            "running %s for radar(s) %s",
+            " + ".join(sorted({d.role for d in self.daemons})),
+            ", ".join(self.radars),
+        )
+        tasks = [d.task for d in self.daemons if d.task is not None]
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return [d for d in self.daemons if d.error is not None]
+
+    def stop(self) -> None:
+        """Ask every daemon to stop (safe to call more than once, and from signal handlers)."""
+        self._stopping = True
+        for entry in self.daemons:
+            try:
+                entry.daemon.stop()
+            except Exception:  # one daemon's stop() must not keep the others running
+                log.exception("stop() of the %s daemon of %s failed", entry.role, entry.radar)
+
+    def cancel(self) -> None:
+        """Cancel every daemon task (second signal: stop now)."""
+        for entry in self.daemons:
+            if entry.task is not None and not entry.task.done():
+                entry.task.cancel()
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """``get_stats()`` of every daemon, keyed ``RADAR/role``."""
+        result: dict[str, dict[str, Any]] = {}
+        for entry in self.daemons:
+            with contextlib.suppress(Exception):
+                result[entry.name] = dict(entry.daemon.get_stats())
+        return result
+
+
+async def run_pipeline(
+    pipeline: Pipeline,
+    *,
+    handle_signals: bool = True,
+    watcher: Callable[[Pipeline], Coroutine[Any, Any, None]] | None = None,
+) -> int:
+    """Run ``pipeline`` with SIGINT/SIGTERM → stop(); exit code 0 (clean) or 1 (a daemon failed).
+
+    ``watcher`` runs beside the daemons (e.g. the demo's progress display) and may call
+    ``pipeline.stop()``; it is cancelled when the daemons are done.
+    """
+    loop = asyncio.get_running_loop()
+    signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            log.info("%s received: stopping every daemon", signal.Signals(signum).name)
+            pipeline.stop()
+        else:
+            log.warning("second signal: cancelling the daemons now")
+            pipeline.cancel()
+
+    installed: list[int] = []
+    if handle_signals:
+        for signum in signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, on_signal, signum)
+                installed.append(signum)
+    side = asyncio.create_task(watcher(pipeline), name="watcher") if watcher else None
+    try:
+        failed = await pipeline.run()
+    finally:
+        if side is not None:
+            side.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await side
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+    if failed:
+        log.error("stopped; failed daemon(s): %s", ", ".join(d.name for d in failed))
+        return 1
+    log.info("stopped cleanly")
+    return 0
+
+
+def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--log-level`` and ``--log-format``, overriding the config file's [logging] table."""
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="log level (default: the config's logging.level, else INFO)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="text lines for people or JSON lines for collectors (default: logging.format)",
+    )
+
+
+def configure_logging(args: argparse.Namespace, config: Config | None) -> None:
+    """Set up logging from the command line, falling back to the config file's settings."""
+    level = args.log_level or (config.logging.level if config else "INFO")
+    fmt = args.log_format or (config.logging.format if config else "text")
+    setup_logging(level, fmt, secrets=config.secrets() if config else ())
+
+
+def _handle(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"radarlib run: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(args, config)
+    roles: tuple[Role, ...] = (args.only,) if args.only else ("download", "processing")
+    try:
+        pipeline = Pipeline(config, radars=args.radar, roles=roles)
+    except ConfigError as exc:
+        print(f"radarlib run: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(run_pipeline(pipeline))
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``run`` sub-command."""
+    parser = subparsers.add_parser(
+        "run",
+        help="run the download and processing daemons of the configured radars",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", "-c", required=True, help="the TOML config file")
+    parser.add_argument(
+        "--radar",
+        action="append",
+        metavar="CODE",
+        help="run only this radar (repeatable; default: every enabled radar)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["download", "processing"],
+        help="run only one kind of daemon (to run them as separate processes)",
+    )
+    add_logging_arguments(parser)
+    parser.set_defaults(handler=_handle)

@@ -1,0 +1,231 @@
+"""``radarlib status``: what the pipeline has done, per radar, read from the state database.
+
+    radarlib status --config radarlib.toml      # every state DB the config uses
+    radarlib status --db /srv/radarlib/state.db [--radar RMA1] [--json] [--limit 10]
+
+Shows per radar: downloaded files and the time of the last download, volumes per status;
+then the incomplete volumes with the fields they miss (waiting or expired), the latest
+failures with their messages (volumes that failed or wait for a retry, files whose download
+failed). ``--json`` prints the same as one JSON document. Exit code 0; 2 when the config or
+database cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from radarlib.errors import ConfigError, RadarlibError
+
+__all__ = ["DatabaseStatus", "RadarStatus", "collect_status", "format_status", "register"]
+
+
+@dataclass
+class RadarStatus:
+    """The figures of one radar."""
+
+    radar: str
+    files_downloaded: int
+    last_download: str | None
+    volumes: dict[str, int]
+
+
+@dataclass
+class DatabaseStatus:
+    """Everything ``status`` reports for one state database."""
+
+    path: str
+    radars: list[RadarStatus] = field(default_factory=list)
+    incomplete: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    download_failures: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _read_only(db_path: Path) -> sqlite3.Connection:
+    """A read-only connection for the few summary queries the tracker has no method for."""
+    conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _volume_brief(row: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "volume_id", "radar_code", "observation_datetime", "status", "downloaded_fields",
+        "missing_fields", "expected_fields", "error_message", "attempts", "next_attempt_at",
+        "netcdf_path", "updated_at",
+    )  # fmt: skip
+    return {k: row.get(k) for k in keys}
+
+
+def _missing(row: dict[str, Any]) -> str:
+    if row.get("missing_fields"):
+        return str(row["missing_fields"])
+    expected = set(str(row.get("expected_fields") or "").split(",")) - {""}
+    have = set(str(row.get("downloaded_fields") or "").split(",")) - {""}
+    return ",".join(sorted(expected - have)) or "?"
+
+
+def collect_status(
+    db_path: Path, radars: Sequence[str] | None = None, *, limit: int = 10
+) -> DatabaseStatus:
+    """Gather the status of one database (only ``radars`` when given)."""
+    from radarlib.state.sqlite import SQLiteStateTracker
+
+    if not db_path.is_file():
+        raise ConfigError("--db", f"no state database at {db_path}")
+    result = DatabaseStatus(str(db_path))
+    with SQLiteStateTracker(db_path) as tracker:
+        conn = _read_only(db_path)
+        try:
+            known = [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT radar_code FROM volume_processing UNION "
+                    "SELECT radar_code FROM downloads ORDER BY 1"
+                )
+            ]
+            chosen = list(radars) if radars else known
+            for radar in chosen:
+                files, last = conn.execute(
+                    "SELECT COUNT(*), MAX(downloaded_at) FROM downloads"
+                    " WHERE radar_code = ? AND status = 'downloaded'",
+                    (radar,),
+                ).fetchone()
+                counts = tracker.count_volumes_by_status(radar_code=radar)
+                result.radars.append(RadarStatus(radar, int(files), last, counts))
+            placeholders = ",".join("?" * len(chosen)) or "''"
+            failed_downloads = conn.execute(
+                "SELECT filename, radar_code, attempts, last_error, next_attempt_at, updated_at"
+                f" FROM downloads WHERE status = 'failed' AND radar_code IN ({placeholders})"
+                " ORDER BY updated_at DESC LIMIT ?",
+                (*chosen, limit),
+            ).fetchall()
+            result.download_failures = [dict(r) for r in failed_downloads]
+        finally:
+            conn.close()
+        for radar in chosen:
+            waiting = tracker.get_incomplete_volumes(radar_code=radar)
+            expired = tracker.get_volumes_by_status("expired", radar_code=radar, limit=limit)
+            for row in [*waiting[-limit:], *expired]:
+                entry = _volume_brief(row)
+                entry["missing_fields"] = _missing(row)
+                result.incomplete.append(entry)
+            failed = tracker.get_volumes_by_status("failed", radar_code=radar, limit=limit)
+            retrying = [
+                r
+                for r in tracker.get_volumes_by_status("pending", radar_code=radar)
+                if r.get("error_message")
+            ]
+            result.failures += [_volume_brief(r) for r in [*failed, *retrying[:limit]]]
+    result.failures.sort(key=lambda r: str(r.get("updated_at") or ""), reverse=True)
+    result.failures = result.failures[:limit]
+    return result
+
+
+def _when(text: object) -> str:
+    return str(text).replace("T", " ").rstrip("Z") if text else "never"
+
+
+def format_status(statuses: Sequence[DatabaseStatus]) -> str:
+    """The human-readable report."""
+    from radarlib.state.records import VOLUME_STATUSES
+
+    out: list[str] = []
+    for db in statuses:
+        out.append(f"state database: {db.path}")
+        if not db.radars:
+            out.append("  (no radar has recorded anything yet)")
+            out.append("")
+            continue
+        header = ["radar", "files", "last download (UTC)", *VOLUME_STATUSES]
+        body = [
+            [r.radar, str(r.files_downloaded), _when(r.last_download)]
+            + [str(r.volumes.get(s, 0)) for s in VOLUME_STATUSES]
+            for r in db.radars
+        ]
+        widths = [max(len(c) for c in col) for col in zip(header, *body, strict=True)]
+        for line in [header, *body]:
+            out.append("  " + "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
+        out.append("")
+        if db.incomplete:
+            out.append("incomplete volumes:")
+            for v in db.incomplete:
+                state = "expired" if v["status"] == "expired" else "waiting"
+                out.append(
+                    f"  {v['volume_id']}  {state}, missing {v['missing_fields']}"
+                    f" (has {v['downloaded_fields'] or 'nothing'})"
+                )
+            out.append("")
+        if db.failures:
+            out.append("latest failures:")
+            for v in db.failures:
+                if v["status"] == "failed":
+                    state = f"failed after {v['attempts']} attempt(s)"
+                else:
+                    state = f"retry at {_when(v['next_attempt_at'])}"
+                out.append(f"  {v['volume_id']}  {state}: {v['error_message']}")
+            out.append("")
+        if db.download_failures:
+            out.append("failed downloads:")
+            for d in db.download_failures:
+                out.append(
+                    f"  {d['filename']}  {d['attempts']} attempt(s), next "
+                    f"{_when(d['next_attempt_at'])}: {d['last_error']}"
+                )
+            out.append("")
+        if not (db.incomplete or db.failures or db.download_failures):
+            out.append("no incomplete volumes, no failures")
+            out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _targets(args: argparse.Namespace) -> list[tuple[Path, list[str] | None]]:
+    """(database, radars) pairs from --db or --config."""
+    if args.db:
+        return [(Path(args.db), args.radar)]
+    from radarlib.config import load_config
+
+    config = load_config(args.config, resolve_secrets=False)
+    wanted = args.radar or [r.code for r in config.radars]
+    for code in wanted:
+        config.radar(code)
+    targets: dict[Path, list[str]] = {}
+    for code in wanted:
+        targets.setdefault(config.state_db(code), []).append(code)
+    return list(targets.items())
+
+
+def _handle(args: argparse.Namespace) -> int:
+    try:
+        statuses = [collect_status(db, radars, limit=args.limit) for db, radars in _targets(args)]
+    except RadarlibError as exc:
+        print(f"radarlib status: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"databases": [asdict(s) for s in statuses]}, indent=2))
+    else:
+        sys.stdout.write(format_status(statuses))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``status`` sub-command."""
+    parser = subparsers.add_parser(
+        "status",
+        help="volumes per radar and status, incomplete volumes, failures, last download",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", "-c", help="the TOML config (its state database(s))")
+    where.add_argument("--db", help="a state database file")
+    parser.add_argument("--radar", action="append", metavar="CODE", help="only this radar")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--limit", type=int, default=10, help="entries per list (default 10)")
+    parser.set_defaults(handler=_handle)
