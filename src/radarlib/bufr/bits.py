@@ -103,10 +103,16 @@ class BitReader:
         cached = self._aligned.get(phase)
         if cached is not None and cached[0] <= first:
             return cached
-        raw = np.frombuffer(self._data[first:], dtype=np.uint8)
-        shifted = np.empty(raw.size, dtype=np.uint8)
-        np.left_shift(raw, phase, out=shifted)
-        shifted[:-1] |= raw[1:] >> (8 - phase)
+        # Overlapping big-endian 16-bit windows (stride 1 byte): window i = b[i] << 8 | b[i+1],
+        # so byte i of the realigned stream is the low octet of window i >> (8 - phase).
+        count = len(self._data) - first
+        shifted = np.empty(count, dtype=np.uint8)
+        if count > 1:
+            windows = np.ndarray(
+                shape=(count - 1,), dtype=">u2", buffer=self._data, offset=first, strides=(1,)
+            )
+            np.right_shift(windows, 8 - phase, out=shifted[:-1], casting="unsafe")
+        shifted[-1] = (self._data[-1] << phase) & 0xFF
         entry = (first, memoryview(shifted.data).cast("B"))
         self._aligned[phase] = entry
         return entry
