@@ -191,7 +191,7 @@ class Sweep:
         return (
             all(getattr(self, k) == getattr(other, k) for k in meta)
             and len(self.quantities) == len(other.quantities)
-            and all(a.same_as(b) for a, b in zip(self.quantities, other.quantities))
+            and all(a.same_as(b) for a, b in zip(self.quantities, other.quantities, strict=True))
         )
 
 
@@ -234,5 +234,5 @@ class BufrFile:
             self.section1 == other.section1
             and self.station == other.station
             and len(self.sweeps) == len(other.sweeps)
-            and all(a.same_as(b) for a, b in zip(self.sweeps, other.sweeps))
+            and all(a.same_as(b) for a, b in zip(self.sweeps, other.sweeps, strict=True))
         )
