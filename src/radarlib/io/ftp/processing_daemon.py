@@ -50,6 +50,8 @@ __all__ = ["ProcessingDaemon", "ProcessingDaemonConfig", "default_worker_id"]
 log = logging.getLogger(__name__)
 
 _RADAR = re.compile(r"[A-Z]{2,5}[0-9]{1,3}")
+#: the converter's atomic-write temporary file: ``.<name>.nc.<pid>.<random>.tmp``
+_TEMP_NC = re.compile(r"\.(?P<name>.+\.nc)\.(?P<pid>[0-9]+)\.[0-9a-f]+\.tmp")
 #: how often claims of dead processes on this host (and stale claims) are looked for
 _RECOVERY_PERIOD_SECONDS = 60.0
 
@@ -304,6 +306,22 @@ class ProcessingDaemon:
         self.config.state_db.parent.mkdir(parents=True, exist_ok=True)
         self._tracker = SQLiteStateTracker(self.config.state_db)
         self._recover(at_start=True)
+        self._remove_orphan_temp_files()
+
+    def _remove_orphan_temp_files(self) -> None:
+        """Delete temporary NetCDF files whose writer process is dead (a killed conversion)."""
+        for path in self.config.local_netcdf_dir.glob(".*.tmp"):
+            match = _TEMP_NC.fullmatch(path.name)
+            if match is None or _pid_alive(int(match["pid"])):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                log.warning(
+                    "removed %s, left by a conversion of %s that was killed",
+                    path.name,
+                    match["name"],
+                    extra={"radar": self.config.radar},
+                )
 
     def _close(self) -> None:
         tracker, self._tracker = self._tracker, None
@@ -618,6 +636,7 @@ class ProcessingDaemon:
         if pool is not None:
             if abandoned:
                 pool.kill()
+                await asyncio.to_thread(self._remove_orphan_temp_files)
             else:
                 await asyncio.to_thread(pool.shutdown)
         # conversions that were already recording when the grace ended: let them finish
