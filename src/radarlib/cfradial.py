@@ -225,6 +225,7 @@ def _write(ds: netCDF4.Dataset, radar: Radar, level: int, shuffle: bool) -> None
         metadata.setdefault("time_coverage_start", start)
         metadata.setdefault("time_coverage_end", end)
     metadata.setdefault("Conventions", "CF/Radial")
+    metadata.setdefault("field_names", ", ".join(radar.fields))
     history = metadata.pop("history", f"{format_iso(datetime.now(timezone.utc))}: radarlib")
     ds.setncatts(_attrs(metadata))
     ds.setncattr("history", history)  # last attribute, as the ARM standard asks
@@ -247,8 +248,6 @@ def _write(ds: netCDF4.Dataset, radar: Radar, level: int, shuffle: bool) -> None
         if dtype is not None and spec.get("_FillValue") is None:
             spec["_FillValue"] = FILL_VALUE
         _put(ds, name, spec, ("time", "range"), dtype, chunksizes=field_chunks, **compress)
-    if "field_names" not in metadata:
-        ds.setncattr("field_names", ", ".join(radar.fields))
 
     _put(ds, "sweep_number", radar.sweep_number, ("sweep",), np.int32)
     _put(ds, "fixed_angle", radar.fixed_angle, ("sweep",), np.float32)
