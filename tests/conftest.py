@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from ftpserver import ftp_server  # noqa: F401  (fixture: a pyftpdlib server on 127.0.0.1)
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = (ROOT.parent / "shared" / "data" / "bufr").resolve()
 

@@ -21,16 +21,20 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pyftpdlib.authorizers import DummyAuthorizer
-from pyftpdlib.filesystems import AbstractedFS
-from pyftpdlib.handlers import DTPHandler, FTPHandler, ThrottledDTPHandler
-from pyftpdlib.ioloop import IOLoop
-from pyftpdlib.servers import FTPServer
+
+with warnings.catch_warnings():  # pyftpdlib still imports asyncore/asynchat (deprecated)
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from pyftpdlib.authorizers import DummyAuthorizer
+    from pyftpdlib.filesystems import AbstractedFS
+    from pyftpdlib.handlers import DTPHandler, FTPHandler, ThrottledDTPHandler
+    from pyftpdlib.ioloop import IOLoop
+    from pyftpdlib.servers import FTPServer
 
 __all__ = ["FTPServerThread", "ftp_server"]
 
@@ -61,6 +65,7 @@ class FTPServerThread:
         self.retrieved: list[str] = []
         self.listed: list[str] = []
         self.extra_listing: dict[str, list[str]] = {}
+        self.failed_logins = 0
         self.mlsd = mlsd
         self.rest = rest
         self._lock = threading.Lock()
@@ -115,6 +120,10 @@ class FTPServerThread:
             def ftp_LIST(self, path: str) -> Any:
                 self._record(owner.listed, path)
                 return super().ftp_LIST(path)
+
+            def on_login_failed(self, username: str, password: str) -> None:
+                with owner._lock:
+                    owner.failed_logins += 1
 
             def ftp_REST(self, line: str) -> Any:
                 if not owner.rest:
@@ -204,6 +213,16 @@ class FTPServerThread:
     def path(self, virtual: str) -> Path:
         """The local file behind a server path such as ``/L2/RMA1/...``."""
         return self.root / virtual.lstrip("/")
+
+    def publish(self, name: str, data: bytes | Path, *, base: str = "/L2") -> Path:
+        """Place a radar file where the radars put it: ``<base>/<RADAR>/<YYYY>/.../<MMSS>/``."""
+        from radarlib.filename import BufrFileName
+
+        folder = self.path(BufrFileName.parse(name).remote_dir(base))
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / name
+        target.write_bytes(data if isinstance(data, bytes) else Path(data).read_bytes())
+        return target
 
     def add_listing(self, virtual_dir: str, *names: str) -> None:
         """Make ``names`` appear (as 10-byte files) in every listing of ``virtual_dir``."""

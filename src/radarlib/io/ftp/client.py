@@ -32,7 +32,7 @@ __all__ = ["FTPClient", "RemoteEntry", "ReplyError", "Transfer"]
 logger = logging.getLogger(__name__)
 
 _READ_BLOCK = 1 << 20  # largest chunk taken from the socket buffer at once
-_WRITE_BATCH = 1 << 20  # bytes gathered in memory before one write in a worker thread
+_WRITE_BATCH = 1 << 18  # bytes gathered in memory before one write in a worker thread
 _HASH_BLOCK = 1 << 20
 
 

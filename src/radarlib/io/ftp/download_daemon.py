@@ -53,6 +53,7 @@ from radarlib.io.ftp.scan import (
     HOUR,
     Coverage,
     advance_coverage,
+    day_dir,
     floor_hour,
     hour_dir,
     hours_to_list,
@@ -417,6 +418,11 @@ class DateBasedFTPDaemon:
             with contextlib.suppress(OSError):
                 path.unlink()
         self._temps.clear()
+        if self._tracker is not None:
+            try:  # remember what this run completed, so the next one starts after it
+                await self._persist_coverage()
+            except Exception as exc:  # the files are recorded; only the scan position is lost
+                logger.warning("could not save the scan position: %s", exc)
         if self._owns_tracker and self._tracker is not None:
             tracker, self._tracker = self._tracker, None
             await asyncio.to_thread(tracker.close)
@@ -554,15 +560,27 @@ class DateBasedFTPDaemon:
         return not self._active and not any(self._hour_pending.values())
 
     async def _poll(self, client: FTPClient, now: datetime) -> bool:
-        """List the hours that matter and queue what is missing; True if every hour was listed."""
+        """List the hours that matter and queue what is missing; True once all were listed.
+
+        Each day folder is listed once per poll, so hours without a folder (gaps, or a long
+        backfill) cost nothing.
+        """
         c = self.config
         self._stats.polls += 1
         self._stats.last_poll_time = now
         resume = self._resume if self._resume is not None else floor_hour(now)
+        day_hours: dict[str, set[str] | None] = {}
         for hour in hours_to_list(resume=resume, now=now, end=c.end_date):
+            folder = day_dir(c.remote_base_path, c.radar_code, hour)
+            if folder not in day_hours:
+                entries = await client.list_dir(folder)
+                day_hours[folder] = (
+                    None if entries is None else {e.name for e in entries if e.is_dir}
+                )
+            present = day_hours[folder]
             closed = is_closed(hour, now, c.lookback)
-            found = await self._list_hour(client, hour)
-            await self._consider(found, hour, closed)
+            if present is not None and f"{hour:%H}" in present:
+                await self._consider(await self._list_hour(client, hour), hour, closed)
             if closed and self._whole_hour_in_range(hour):
                 self._closed_listed.add(hour)
         await self._queue_due_retries(now)

@@ -1,0 +1,207 @@
+"""The FTP client layer against a real pyftpdlib server on 127.0.0.1: listings, resume, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ftpserver import FTPServerThread
+from radarlib.errors import FTPAuthError, RemotePathError, TransportError
+from radarlib.io.ftp.client import FTPClient
+
+NAME = "RMA1_0315_01_DBZH_20250101T000500Z.BUFR"
+REMOTE = f"/L2/RMA1/2025/01/01/00/0500/{NAME}"
+
+
+def _client(server: FTPServerThread, **kw: object) -> FTPClient:
+    options: dict[str, object] = {
+        "username": "radar",
+        "password": "secret",
+        "connect_timeout": 2.0,
+        "command_timeout": 5.0,
+        "data_timeout": 5.0,
+    }
+    options.update(kw)
+    return FTPClient("127.0.0.1", server.port, **options)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def payload(ftp_server: FTPServerThread) -> bytes:
+    data = os.urandom(3_000_000)
+    ftp_server.publish(NAME, data)
+    return data
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("mlsd", [True, False])
+def test_listing_size_and_missing_folders(tmp_path: Path, mlsd: bool) -> None:
+    with FTPServerThread(tmp_path / "root", mlsd=mlsd) as server:
+        server.publish(NAME, b"x" * 1234)
+
+        async def go() -> None:
+            async with _client(server) as ftp:
+                assert [
+                    (e.name, e.is_dir) for e in await ftp.list_dir("/L2/RMA1/2025/01/01/00")
+                ] == [("0500", True)]
+                files = await ftp.list_dir("/L2/RMA1/2025/01/01/00/0500")
+                assert [(e.name, e.is_dir, e.size) for e in files or []] == [(NAME, False, 1234)]
+                assert await ftp.list_dir("/L2/RMA1/1999") is None
+                assert await ftp.size(REMOTE) == 1234
+                assert await ftp.size("/L2/nothing.BUFR") is None
+                await ftp.check_dir("/L2")
+                with pytest.raises(RemotePathError, match="/L9"):
+                    await ftp.check_dir("/L9")
+
+        asyncio.run(go())
+        assert server.listed == [
+            "/L2/RMA1/2025/01/01/00",
+            "/L2/RMA1/2025/01/01/00/0500",
+            "/L2/RMA1/1999",
+        ]
+
+
+def test_download_hashes_and_resumes_with_rest(
+    ftp_server: FTPServerThread, payload: bytes, tmp_path: Path
+) -> None:
+    dest = tmp_path / "x.part"
+
+    async def go() -> None:
+        async with _client(ftp_server) as ftp:
+            whole = await ftp.download(REMOTE, dest)
+            assert (whole.size, whole.sha256, whole.resumed_from) == (
+                len(payload),
+                _sha(payload),
+                0,
+            )
+            with open(dest, "r+b") as handle:
+                handle.truncate(1_000_000)
+            resumed = await ftp.download(REMOTE, dest)
+            assert resumed.resumed_from == 1_000_000
+            assert resumed.sha256 == _sha(payload) and dest.read_bytes() == payload
+            fresh = await ftp.download(REMOTE, dest, resume=False)
+            assert fresh.resumed_from == 0 and dest.read_bytes() == payload
+
+    asyncio.run(go())
+
+
+def test_server_without_rest_restarts_from_zero(tmp_path: Path) -> None:
+    data = os.urandom(500_000)
+    with FTPServerThread(tmp_path / "root", rest=False) as server:
+        server.publish(NAME, data)
+        dest = tmp_path / "x.part"
+        dest.write_bytes(data[:1000])
+
+        async def go() -> None:
+            async with _client(server) as ftp:
+                result = await ftp.download(REMOTE, dest)
+                assert result.resumed_from == 0 and result.sha256 == _sha(data)
+                assert not ftp.supports_rest
+
+        asyncio.run(go())
+        assert dest.read_bytes() == data
+
+
+def test_wrong_password_is_an_auth_error(ftp_server: FTPServerThread) -> None:
+    async def go() -> None:
+        with pytest.raises(FTPAuthError, match="login refused"):
+            await _client(ftp_server, password="wrong").connect()
+
+    asyncio.run(go())
+    assert ftp_server.failed_logins == 1
+
+
+def test_refused_connection_is_a_transport_error(ftp_server: FTPServerThread) -> None:
+    ftp_server.stop()
+
+    async def go() -> None:
+        with pytest.raises(TransportError, match=r"connect to 127\.0\.0\.1"):
+            await _client(ftp_server).connect()
+
+    asyncio.run(go())
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP port that accepts connections and never says a word (a hung server)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(5)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        try:
+            while True:
+                accepted.append(sock.accept()[0])
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield sock.getsockname()[1]
+    sock.close()
+    for conn in accepted:
+        conn.close()
+
+
+def test_silent_server_times_out(silent_server: int) -> None:
+    async def go() -> None:
+        ftp = FTPClient("127.0.0.1", silent_server, connect_timeout=0.3, command_timeout=0.3)
+        with pytest.raises(TransportError, match="timed out"):
+            await ftp.connect()
+
+    asyncio.run(go())
+
+
+def test_stalled_transfer_is_cut_and_partial_kept(
+    ftp_server: FTPServerThread, payload: bytes, tmp_path: Path
+) -> None:
+    ftp_server.throttle(1)  # one byte per second: the data connection makes no progress
+    dest = tmp_path / "x.part"
+
+    async def go() -> None:
+        async with _client(ftp_server, data_timeout=0.4) as ftp:
+            with pytest.raises(TransportError, match="stalled"):
+                await ftp.download(REMOTE, dest)
+            assert not ftp.connected  # a broken session is dropped, the caller reconnects
+
+    asyncio.run(go())
+    assert dest.exists() and dest.stat().st_size < len(payload)
+
+
+def test_server_stopped_mid_transfer_then_resumed(
+    ftp_server: FTPServerThread, payload: bytes, tmp_path: Path
+) -> None:
+    ftp_server.throttle(1_000_000)
+    dest = tmp_path / "x.part"
+
+    async def go() -> None:
+        ftp = _client(ftp_server)
+        await ftp.connect()
+        task = asyncio.create_task(ftp.download(REMOTE, dest))
+        while not dest.exists() or dest.stat().st_size == 0:
+            await asyncio.sleep(0.05)
+            if task.done():
+                break
+        await asyncio.to_thread(ftp_server.stop)
+        with pytest.raises(TransportError):
+            await task
+        kept = dest.stat().st_size
+        assert 0 < kept < len(payload)
+        ftp_server.throttle(0)
+        await asyncio.to_thread(ftp_server.start)
+        async with _client(ftp_server) as again:
+            result = await again.download(REMOTE, dest)
+        assert result.resumed_from == kept and result.sha256 == _sha(payload)
+
+    asyncio.run(go())
+    assert dest.read_bytes() == payload
