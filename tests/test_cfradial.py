@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,24 @@ def radar() -> Any:
     return volume_to_radar(assemble_volume(list(files.values())))
 
 
-def test_round_trip_is_exact_float32_with_fill_and_sweep_chunks(radar: Any, tmp_path: Path) -> None:
+@pytest.fixture(params=["direct", "netcdf4"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both write paths: libdeflate + HDF5 direct chunk write, and plain netCDF4 zlib."""
+    if request.param == "netcdf4":
+        monkeypatch.setattr(cfradial, "_direct_chunk_backend", lambda: None)
+    else:
+        assert cfradial._direct_chunk_backend() is not None, "h5py and deflate are test deps"
+    return str(request.param)
+
+
+def _read(path: Path, names: list[str]) -> dict[str, Any]:
+    with netCDF4.Dataset(path) as ds:
+        return {n: (ds[n][:], ds[n].filters(), ds[n].chunking()) for n in names}
+
+
+def test_round_trip_is_exact_float32_with_fill_and_sweep_chunks(
+    radar: Any, tmp_path: Path, backend: str
+) -> None:
     path = write_cfradial(radar, tmp_path / NAME)
     assert path == tmp_path / NAME and os.listdir(tmp_path) == [NAME]
     with netCDF4.Dataset(path) as ds:
@@ -52,7 +70,31 @@ def test_round_trip_is_exact_float32_with_fill_and_sweep_chunks(radar: Any, tmp_
         assert ds.history.startswith("20") and ds.ncattrs()[-1] == "history"
 
 
-def test_compression_level_is_configurable(radar: Any, tmp_path: Path) -> None:
+def test_both_paths_give_the_same_file_content_edge_chunks_and_shuffle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = synthetic_volume("RMA1", "0315", "02", nsweeps=2, nrays=360, ngates=70)
+    b = synthetic_volume("RMA1", "0315", "02", nsweeps=2, nrays=480, ngates=70)
+    mixed = [replace(a[n], sweeps=(a[n].sweeps[0], b[n].sweeps[1])) for n in ("VRAD", "WRAD")]
+    radar = volume_to_radar(assemble_volume(mixed))  # 840 rays, chunks of 480: an edge chunk
+    names = ["VRAD", "VRAD_status", "WRAD", "WRAD_status"]
+    for shuffle in (False, True):
+        direct = _read(write_cfradial(radar, tmp_path / "d.nc", shuffle=shuffle), names)
+        with monkeypatch.context() as m:
+            m.setattr(cfradial, "_direct_chunk_backend", lambda: None)
+            plain = _read(write_cfradial(radar, tmp_path / "p.nc", shuffle=shuffle), names)
+        for n in names:
+            assert direct[n][2] == plain[n][2] == [480, radar.ngates]
+            assert direct[n][1] == plain[n][1]
+            assert direct[n][1]["shuffle"] is shuffle and direct[n][1]["zlib"] is True
+            assert np.array_equal(np.ma.getmaskarray(direct[n][0]), np.ma.getmaskarray(plain[n][0]))
+            assert np.array_equal(np.ma.filled(direct[n][0], 0), np.ma.filled(plain[n][0], 0))
+        want = radar.fields["VRAD"]["data"]
+        assert np.array_equal(direct["VRAD"][0].mask, want.mask)
+        assert np.array_equal(direct["VRAD"][0].compressed(), want.compressed())
+
+
+def test_compression_level_is_configurable(radar: Any, tmp_path: Path, backend: str) -> None:
     raw = write_cfradial(radar, tmp_path / "raw.nc", compression_level=0)
     best = write_cfradial(radar, tmp_path / "best.nc", compression_level=9)
     with netCDF4.Dataset(raw) as ds:
@@ -84,8 +126,20 @@ def _boom_on_kdp(real: Any) -> Any:
     return put
 
 
-def test_failure_mid_write_leaves_no_file_and_keeps_the_old_one(
+def test_failure_while_storing_chunks_leaves_no_file(
     radar: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cfradial, "_write_chunks", fail)
+    with pytest.raises(OSError, match="No space"):
+        write_cfradial(radar, tmp_path / NAME)
+    assert os.listdir(tmp_path) == []
+
+
+def test_failure_mid_write_leaves_no_file_and_keeps_the_old_one(
+    radar: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
     monkeypatch.setattr(cfradial, "_put", _boom_on_kdp(cfradial._put))
     with pytest.raises(RuntimeError, match="simulated"):
