@@ -11,6 +11,8 @@ atomically and convert them in worker processes (:mod:`radarlib.io.ftp.workers`)
 record ``completed`` or a retry / ``failed``. It sleeps until the download daemon announces
 a ready volume (same process), a conversion frees a slot, ``stop()``, or ``poll_interval``.
 The daemon only schedules and records; :func:`radarlib.convert.convert_volume` converts.
+Workers are started with ``spawn``: a script that runs the daemon must guard its entry point
+with ``if __name__ == "__main__":`` (as :mod:`multiprocessing` requires).
 """
 
 from __future__ import annotations
@@ -169,13 +171,18 @@ def _fields(text: object) -> tuple[str, ...]:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (a zombie counts as dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): trust kill(0)
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 class ProcessingDaemon:
@@ -435,8 +442,10 @@ class ProcessingDaemon:
                     missing,
                     extra=extra,
                 )
-        if time.monotonic() - self._last_recovery >= _RECOVERY_PERIOD_SECONDS:
+        period = min(_RECOVERY_PERIOD_SECONDS, 10 * self.config.poll_interval)
+        if time.monotonic() - self._last_recovery >= period:
             self._recover()
+            self._remove_orphan_temp_files()
 
     def _query_db_stats(self, tracker: SQLiteStateTracker | None) -> dict[str, Any]:
         """Queue figures of this radar from the database."""
