@@ -106,6 +106,9 @@ def test_server_without_rest_restarts_from_zero(tmp_path: Path) -> None:
                 result = await ftp.download(REMOTE, dest)
                 assert result.resumed_from == 0 and result.sha256 == _sha(data)
                 assert not ftp.supports_rest
+                dest.write_bytes(data[:5000])  # a second partial file on the same session
+                again = await ftp.download(REMOTE, dest)
+                assert again.resumed_from == 0 and again.sha256 == _sha(data)
 
         asyncio.run(go())
         assert dest.read_bytes() == data

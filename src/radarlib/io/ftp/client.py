@@ -32,7 +32,8 @@ __all__ = ["FTPClient", "RemoteEntry", "ReplyError", "Transfer"]
 logger = logging.getLogger(__name__)
 
 _READ_BLOCK = 1 << 20  # largest chunk taken from the socket buffer at once
-_WRITE_BATCH = 1 << 18  # bytes gathered in memory before one write in a worker thread
+_WRITE_BATCH = 1 << 21  # bytes gathered in memory before one write in a worker thread
+_FLUSH_SECONDS = 0.25  # ... or this long since the last write (slow transfers)
 _HASH_BLOCK = 1 << 20
 
 
@@ -111,7 +112,11 @@ class _StallWatch:
 
 
 class _FileSink:
-    """Appends received blocks to a file, batching the blocking writes into worker threads."""
+    """Appends received blocks to a file, batching the blocking writes into worker threads.
+
+    A batch is written when it reaches ``_WRITE_BATCH`` bytes or when ``_FLUSH_SECONDS`` have
+    passed since the last write, so a slow transfer keeps its progress on disk for a resume.
+    """
 
     def __init__(self, path: Path, append: bool) -> None:
         self._path = path
@@ -119,25 +124,33 @@ class _FileSink:
         self._file: IO[bytes] | None = None
         self._pending: list[bytes] = []
         self._pending_size = 0
+        self._loop = asyncio.get_running_loop()
+        self._last_write = self._loop.time()
 
     def _write_sync(self, data: bytes, final: bool) -> None:
         if self._file is None:
             self._file = open(self._path, self._mode)  # noqa: SIM115 - closed in final/close()
         if data:
             self._file.write(data)
+            if not final:
+                self._file.flush()
         if final:
             self.close()
 
     async def add(self, block: bytes) -> None:
         self._pending.append(block)
         self._pending_size += len(block)
-        if self._pending_size >= _WRITE_BATCH:
+        if (
+            self._pending_size >= _WRITE_BATCH
+            or self._loop.time() - self._last_write >= _FLUSH_SECONDS
+        ):
             await self.flush(final=False)
 
     async def flush(self, *, final: bool) -> None:
         data = b"".join(self._pending)
         self._pending.clear()
         self._pending_size = 0
+        self._last_write = self._loop.time()
         await asyncio.to_thread(self._write_sync, data, final)
 
     def close(self) -> None:
@@ -421,7 +434,7 @@ class FTPClient:
         not fsynced on return. On failure the partial file stays for a later resume.
         """
         what = f"RETR {remote_path}"
-        offset = _local_size(destination) if resume else 0
+        offset = _local_size(destination) if resume and self.supports_rest else 0
         digest = hashlib.sha256() if checksum else None
         if offset and checksum:
             prefix = await asyncio.to_thread(_hash_prefix, destination, offset)
@@ -432,9 +445,7 @@ class FTPClient:
         try:
             with _translated(what):
                 try:
-                    reader, writer = await self._open_data(
-                        what, offset if self.supports_rest else 0
-                    )
+                    reader, writer = await self._open_data(what, offset)
                 except aioftp.StatusCodeError as exc:
                     if offset and _reply_code(exc).startswith("50"):
                         logger.info(
@@ -445,8 +456,6 @@ class FTPClient:
                         reader, writer = await self._open_data(what)
                     else:
                         raise
-                if not self.supports_rest:
-                    offset = 0
                 sink = _FileSink(destination, append=offset > 0)
 
                 async def consume(block: bytes) -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import random
@@ -217,6 +216,7 @@ class _Job:
     remote_path: str
     size: int | None
     hour: datetime
+    closed: bool = False  # listed after its hour closed: the size will not change any more
 
 
 @dataclass
@@ -242,14 +242,6 @@ def _backoff(base: float, attempt: int, cap: float) -> float:
     """Exponential backoff with jitter: ``base * 2**(attempt-1)`` capped, times 0.5-1.5."""
     delay = min(cap, base * (2 ** max(0, attempt - 1)))
     return delay * random.uniform(0.5, 1.5)  # jitter, not security
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -714,7 +706,7 @@ class DateBasedFTPDaemon:
                 self._sizes[key] = size
                 if size is not None and previous != size:
                     continue  # first sighting or still changing: decide at the next poll
-            self._enqueue(_Job(name, remote_path, size, hour))
+            self._enqueue(_Job(name, remote_path, size, hour, closed and size is not None))
 
     def _lookup(self, names: list[str]) -> dict[str, dict[str, Any]]:
         tracker = self._require_tracker()
@@ -830,7 +822,9 @@ class DateBasedFTPDaemon:
             raise
         if transfer.resumed_from:
             self._stats.resumed_transfers += 1
-        after = await client.size(job.remote_path)
+        # an open hour may still be uploading: ask again (SIZE after == SIZE/listing before);
+        # in a closed hour the listed size is final and the received size must equal it
+        after = await client.size(job.remote_path) if not job.closed else expected
         if transfer.size != expected or after != transfer.size:
             await asyncio.to_thread(temp.unlink, missing_ok=True)
             self._temps.discard(temp)
@@ -878,12 +872,6 @@ class DateBasedFTPDaemon:
             os.fsync(fd)
         finally:
             os.close(fd)
-        if self.config.verify_checksums:
-            on_disk = _sha256_file(temp)
-            if on_disk != transfer.sha256:
-                raise TransportError(
-                    f"{job.name}: sha256 on disk {on_disk} != received {transfer.sha256}"
-                )
         os.replace(temp, final)
         _fsync_dir(final.parent)
         name = job.name
