@@ -32,6 +32,7 @@ __all__ = [
     "CURRENT_VERSION",
     "SCHEMA_V1",
     "SCHEMA_V2",
+    "check_version",
     "create_version_1",
     "ensure_schema",
     "schema_version",
@@ -183,8 +184,16 @@ def _tables(conn: sqlite3.Connection) -> set[str]:
     return {r[0] for r in rows}
 
 
-def _effective_version(conn: sqlite3.Connection, where: str) -> int:
-    """The schema version, reading an unversioned file with the original tables as version 1."""
+def check_version(conn: sqlite3.Connection, where: str) -> int:
+    """The schema version, without changing anything; refuses what this code cannot open.
+
+    Reads ``sqlite_master`` (so a corrupt file fails here, before anything is written) and
+    takes an unversioned file holding the original ``downloads`` table as version 1.
+
+    Raises:
+        SchemaVersionError: the file is newer than :data:`CURRENT_VERSION`.
+        StateError: a SQLite file holding some other application's tables.
+    """
     version = schema_version(conn)
     if version > CURRENT_VERSION:
         raise SchemaVersionError(
@@ -212,11 +221,11 @@ def ensure_schema(conn: sqlite3.Connection, where: str) -> int:
     happen under ``BEGIN IMMEDIATE``, so two processes opening the same old file migrate it
     once; a failed migration rolls back and leaves the file as it was.
     """
-    if _effective_version(conn, where) == CURRENT_VERSION:
+    if check_version(conn, where) == CURRENT_VERSION:
         return CURRENT_VERSION
     conn.execute("BEGIN IMMEDIATE")
     try:
-        version = _effective_version(conn, where)  # again, now that we hold the write lock
+        version = check_version(conn, where)  # again, now that we hold the write lock
         if version == 0:
             for statement in _statements(SCHEMA_V2):
                 conn.execute(statement)

@@ -43,7 +43,7 @@ from radarlib.state.records import (
     split_fields,
     volume_status,
 )
-from radarlib.state.schema import ensure_schema
+from radarlib.state.schema import check_version, ensure_schema
 from radarlib.volume_types import VolumeTypes, expected_fields
 
 __all__ = ["SQLiteStateTracker"]
@@ -214,6 +214,7 @@ class SQLiteStateTracker:
         try:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            check_version(conn, str(path))  # refuse corrupt/newer/foreign files untouched
             mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
             if mode != "wal" and not memory:
                 raise StateError(f"{path}: cannot switch to WAL mode (journal_mode={mode})")
