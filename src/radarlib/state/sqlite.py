@@ -231,16 +231,33 @@ class SQLiteStateTracker:
 
     @staticmethod
     def _check_header(path: Path) -> None:
-        """Refuse a non-empty file that does not start with the SQLite header (never touch it)."""
+        """Refuse a non-empty file that does not start with the SQLite header (never touch it).
+
+        The header is read through SQLite (read-only), never with a plain ``open()``: closing
+        such a descriptor drops every POSIX lock this process's other connections hold on the
+        file, after which another process may delete the live WAL and commits are lost
+        (https://www.sqlite.org/howtocorrupt.html, section 2.2.1; regression test:
+        tests/test_cli_status.py::test_opening_a_second_tracker_keeps_the_wal_alive).
+        """
         try:
-            with path.open("rb") as handle:
-                head = handle.read(len(_SQLITE_MAGIC))
+            if path.stat().st_size == 0:
+                return
         except FileNotFoundError:
             return
         except OSError as exc:
             raise StateError(f"{path}: cannot read state database: {exc}") from exc
-        if head and head != _SQLITE_MAGIC:
-            raise StateError(f"{path}: not a SQLite database (bad header); refusing to use it")
+        try:
+            probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                probe.execute("PRAGMA schema_version").fetchone()
+            finally:
+                probe.close()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"{path}: not a SQLite database (bad header: {exc}); refusing to use it"
+            ) from None
+        except sqlite3.Error as exc:
+            raise StateError(f"{path}: cannot read state database: {exc}") from exc
 
     @contextmanager
     def _use(self) -> Iterator[sqlite3.Connection]:
