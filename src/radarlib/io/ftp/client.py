@@ -127,11 +127,11 @@ class _FileSink:
         self._loop = asyncio.get_running_loop()
         self._last_write = self._loop.time()
 
-    def _write_sync(self, data: bytes, final: bool) -> None:
+    def _write_sync(self, chunks: list[bytes], final: bool) -> None:
         if self._file is None:
             self._file = open(self._path, self._mode)  # noqa: SIM115 - closed in final/close()
-        if data:
-            self._file.write(data)
+        if chunks:
+            self._file.writelines(chunks)  # no join: the blocks go to the file as they are
             if not final:
                 self._file.flush()
         if final:
@@ -147,11 +147,10 @@ class _FileSink:
             await self.flush(final=False)
 
     async def flush(self, *, final: bool) -> None:
-        data = b"".join(self._pending)
-        self._pending.clear()
+        chunks, self._pending = self._pending, []
         self._pending_size = 0
         self._last_write = self._loop.time()
-        await asyncio.to_thread(self._write_sync, data, final)
+        await asyncio.to_thread(self._write_sync, chunks, final)
 
     def close(self) -> None:
         if self._file is not None:
