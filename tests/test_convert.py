@@ -8,6 +8,7 @@ time by the documented ODIM rule), independently of how the converter stores ray
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -132,6 +133,9 @@ def test_volume_01_metadata_and_result(
     converted: dict[str, tuple[ConversionResult, list[Path]]],
 ) -> None:
     result, paths = converted["01"]
+    assert pickle.loads(pickle.dumps(result)) == result  # crosses process boundaries
+    options = ConvertOptions(compression_level=2, root_resources=Path("/x"))
+    assert pickle.loads(pickle.dumps(options)) == options
     assert result.path.name == f"RMA11_0315_01_{STAMP01}.nc"
     assert result.volume_id == "RMA11_0315_01_2025-10-20T15:28:28Z"
     assert result.fields == tuple(VOL01)

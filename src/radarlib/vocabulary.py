@@ -179,8 +179,8 @@ def status_attrs(field: str) -> dict[str, Any]:
         "comment": (
             "Why a gate of the field is masked: undetect = ODIM undetect (-DBL_MAX, scanned, "
             "nothing detected), nodata = ODIM nodata (+DBL_MAX, not scanned), nan = NaN "
-            "artefact of the radar processor, outside = no gate there (beyond the sweep's "
-            "range extent, or the field lacks the sweep)"
+            "(or infinite) artefact of the radar processor, outside = no gate there "
+            "(beyond the sweep's range extent, or the field lacks the sweep)"
         ),
     }
 
