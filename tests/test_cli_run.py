@@ -321,3 +321,31 @@ def test_help_lists_the_commands() -> None:
             capture_output=True, text=True, timeout=60, env=python_env(),
         )  # fmt: skip
         assert sub.returncode == 0 and "usage: radarlib " + command in sub.stdout
+
+
+def test_log_lines_carry_radar_and_volume_and_hide_secrets() -> None:
+    import io
+    import logging
+
+    from radarlib.logsetup import bind_radar, setup_logging
+
+    stream = io.StringIO()
+    handler = setup_logging("DEBUG", "json", stream=stream, secrets=[PASSWORD])
+    try:
+        log = logging.getLogger("radarlib.test")
+        bind_radar("RMA9")
+        log.info("polling")  # radar from the task's binding
+        bind_radar(None)
+        log.info("got RMA1_0315_02_VRAD_20251118T123500Z.BUFR")  # from the file name
+        log.warning("x", extra={"volume_id": "RMA5_0315_01_2025-11-18T12:30:00Z"})
+        log.error("login with %s failed", PASSWORD)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(r["radar"], r["volume_id"]) for r in records] == [
+        ("RMA9", None),
+        ("RMA1", "RMA1_0315_02_2025-11-18T12:35:00Z"),
+        ("RMA5", "RMA5_0315_01_2025-11-18T12:30:00Z"),
+        (None, None),
+    ]
+    assert PASSWORD not in stream.getvalue() and "login with *** failed" in stream.getvalue()

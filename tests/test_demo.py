@@ -38,7 +38,7 @@ def table_rows(stdout: str) -> list[list[str]]:
     )
     rows = []
     for line in lines[start + 2 :]:
-        if not line.strip():
+        if not line.strip() or line.startswith("seconds:"):
             break
         rows.append(re.split(r"\s{2,}", line.strip()))
     return rows

@@ -599,7 +599,11 @@ def run_demo(
     report = asyncio.run(
         _run(output, volumes, sample_dir, stream, timeout, (log_level, log_format))
     )
-    stream.write("\n" + format_table(report.rows) + "\n\n")
+    stream.write("\n" + format_table(report.rows) + "\n")
+    stream.write(
+        "seconds: conversion time in a worker process (a worker's first volume includes "
+        "its start-up)\n\n"
+    )
     stream.write(f"{len(report.netcdf_files)} NetCDF file(s) under {_relative(output / 'data')}\n")
     if report.quicklook is not None:
         stream.write(f"quicklook: {_relative(report.quicklook)}\n")

@@ -67,17 +67,17 @@ class Pipeline:
         if radars:
             for code in radars:
                 config.radar(code)  # ConfigError if unknown
-            chosen = [code for code in radars]
+            chosen = list(radars)
         if not chosen:
             raise ConfigError("radars", "no enabled radar to run")
         self.daemons: list[DaemonTask] = []
         for code in chosen:
             if "download" in roles:
-                daemon = DateBasedFTPDaemon(config.download_config(code))
-                self.daemons.append(DaemonTask(code, "download", daemon))
+                downloader = DateBasedFTPDaemon(config.download_config(code))
+                self.daemons.append(DaemonTask(code, "download", downloader))
             if "processing" in roles:
-                daemon = ProcessingDaemon(config.processing_config(code))
-                self.daemons.append(DaemonTask(code, "processing", daemon))
+                processor = ProcessingDaemon(config.processing_config(code))
+                self.daemons.append(DaemonTask(code, "processing", processor))
         self._stopping = False
 
     @property
