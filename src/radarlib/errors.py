@@ -10,8 +10,8 @@ __all__ = [
     "BufrDecodeError",
     "BufrEncodeError",
     "ConfigError",
-    "FileNameError",
     "FTPAuthError",
+    "FileNameError",
     "InvalidStatusError",
     "RadarlibError",
     "RemotePathError",
@@ -45,7 +45,7 @@ class BufrEncodeError(RadarlibError, ValueError):
 
 
 class FileNameError(RadarlibError, ValueError):
-    """A file name does not follow ``<RADAR>_<STRATEGY>_<VOLNR>_<FIELD>_<YYYYMMDDTHHMMSSZ>.BUFR``."""
+    """A file name is not ``<RADAR>_<STRATEGY>_<VOLNR>_<FIELD>_<YYYYMMDDTHHMMSSZ>.BUFR``."""
 
 
 class VolumeError(RadarlibError, ValueError):

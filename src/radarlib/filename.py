@@ -105,11 +105,10 @@ class VolumeKey:
         match = _VOLUME_ID.fullmatch(volume_id)
         if match is None:
             raise FileNameError(
-                f"{volume_id!r} is not a volume id of the form RADAR_STRATEGY_VOLNR_YYYY-MM-DDTHH:MM:SSZ"
+                f"{volume_id!r} is not a volume id of the form "
+                "RADAR_STRATEGY_VOLNR_YYYY-MM-DDTHH:MM:SSZ"
             )
-        return cls(
-            match["radar"], match["strategy"], match["volume"], parse_iso(match["iso"])
-        )
+        return cls(match["radar"], match["strategy"], match["volume"], parse_iso(match["iso"]))
 
 
 @dataclass(frozen=True, order=True)
@@ -130,7 +129,7 @@ class BufrFileName:
 
     @classmethod
     def parse(cls, name: str | PurePath) -> BufrFileName:
-        """Parse a file name (a path's directories are ignored); :class:`FileNameError` if it is not one."""
+        """Parse a file name (a path's directories are ignored); :class:`FileNameError` if not one."""
         text = PurePath(str(name).replace("\\", "/")).name
         match = _NAME.fullmatch(text)
         if match is None:
@@ -168,6 +167,6 @@ class BufrFileName:
         return VolumeKey(self.radar, self.strategy, self.volume_number, self.time)
 
     def remote_dir(self, base: str) -> str:
-        """The server folder ``<base>/<RADAR>/<YYYY>/<MM>/<DD>/<HH>/<MMSS>`` that holds this file."""
+        """The server folder ``<base>/<RADAR>/<YYYY>/<MM>/<DD>/<HH>/<MMSS>`` holding this file."""
         t = self.time.astimezone(timezone.utc)
         return f"{base.rstrip('/')}/{self.radar}/{t:%Y/%m/%d/%H/%M%S}"

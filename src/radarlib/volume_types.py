@@ -38,13 +38,16 @@ def expected_fields(
     if numbers is None:
         return None
     for number, fields in numbers.items():
-        if number == volume_number or (number.isdigit() and volume_number.isdigit()
-                                       and int(number) == int(volume_number)):
+        if number == volume_number or (
+            number.isdigit() and volume_number.isdigit() and int(number) == int(volume_number)
+        ):
             return tuple(sorted(fields))
     return None
 
 
-def validate_volume_types(value: object, key: str = "volume_types") -> dict[str, dict[str, list[str]]]:
+def validate_volume_types(
+    value: object, key: str = "volume_types"
+) -> dict[str, dict[str, list[str]]]:
     """Check the shape of a volume-types mapping; :class:`ConfigError` naming the bad key."""
     if not isinstance(value, Mapping) or not value:
         raise ConfigError(key, "must be a non-empty table: strategy -> volume number -> fields")

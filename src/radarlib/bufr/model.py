@@ -96,7 +96,12 @@ class Section1:
     def time(self) -> datetime:
         """The section-1 (typical) time as an aware UTC datetime."""
         return datetime(
-            self.year, self.month, self.day, self.hour, self.minute, self.second,
+            self.year,
+            self.month,
+            self.day,
+            self.hour,
+            self.minute,
+            self.second,
             tzinfo=timezone.utc,
         )
 
@@ -185,8 +190,15 @@ class Sweep:
     def same_as(self, other: Sweep) -> bool:
         """Bit-for-bit equality of metadata and every quantity."""
         meta = (
-            "start_time", "end_time", "elevation", "nrays", "ngates", "range_bin_size",
-            "range_offset", "a1gate", "object_type",
+            "start_time",
+            "end_time",
+            "elevation",
+            "nrays",
+            "ngates",
+            "range_bin_size",
+            "range_offset",
+            "a1gate",
+            "object_type",
         )
         return (
             all(getattr(self, k) == getattr(other, k) for k in meta)
