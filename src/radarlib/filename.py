@@ -129,7 +129,7 @@ class BufrFileName:
 
     @classmethod
     def parse(cls, name: str | PurePath) -> BufrFileName:
-        """Parse a file name (a path's directories are ignored); :class:`FileNameError` if not one."""
+        """Parse a file name, ignoring directories; :class:`FileNameError` if it is not one."""
         text = PurePath(str(name).replace("\\", "/")).name
         match = _NAME.fullmatch(text)
         if match is None:
