@@ -459,3 +459,31 @@ def _dead_pid() -> int:
         check=True,
     )
     return int(proc.stdout)
+
+
+def test_stop_before_run_returns_at_once_and_a_later_run_works(env: Env) -> None:
+    env.add("RMA1", "02", "VRAD", T0)
+    env.add("RMA1", "02", "WRAD", T0)
+    daemon = ProcessingDaemon(env.config(), converter=FAKE)
+    daemon.stop()
+    asyncio.run(asyncio.wait_for(daemon.run(), 60))
+    assert env.statuses() == {"pending": 1}  # stopped before claiming anything
+    assert daemon.get_stats()["running"] is False
+    asyncio.run(run_until(daemon, lambda: env.statuses() == {"completed": 1}))
+
+
+def test_cancelling_run_releases_claims_and_leaves_nothing_processing(env: Env) -> None:
+    env.add("RMA1", "02", "VRAD", T0, "SLOW")
+    env.add("RMA1", "02", "WRAD", T0)
+    daemon = ProcessingDaemon(env.config(shutdown_grace_seconds=0), converter=FAKE)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(daemon.run())
+        while env.statuses().get("processing") != 1:
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert env.statuses() == {"pending": 1}

@@ -263,6 +263,7 @@ class ProcessingDaemon:
                 await self._sleep()
         finally:
             self._running = False
+            self._stop_requested = False  # a later run() starts afresh
             warm.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await warm
