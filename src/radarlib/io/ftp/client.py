@@ -9,6 +9,11 @@ refused), :class:`RemotePathError` (a folder that must exist does not), otherwis
 :class:`TransportError` (timeouts, refused connections, resets, unexpected replies), which
 callers may retry. Connects, commands and data transfers all have timeouts; a data transfer
 that makes no progress for ``data_timeout`` seconds is cut and reported as stalled.
+
+File transfers bypass the event loop: the data socket is handed to a thread that receives
+256 KiB blocks while a second thread hashes and writes them (all of which release the GIL),
+so the loop only runs the control conversation and a transfer costs one thread hop. With TLS
+the data channel is wrapped (and verified) with the control connection's context and session.
 """
 
 from __future__ import annotations
@@ -17,11 +22,15 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import queue
+import socket
 import ssl
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, BinaryIO
 
 import aioftp
 
@@ -31,10 +40,14 @@ __all__ = ["FTPClient", "RemoteEntry", "ReplyError", "Transfer"]
 
 logger = logging.getLogger(__name__)
 
-_READ_BLOCK = 1 << 20  # largest chunk taken from the socket buffer at once
-_WRITE_BATCH = 1 << 21  # bytes gathered in memory before one write in a worker thread
-_FLUSH_SECONDS = 0.25  # ... or this long since the last write (slow transfers)
+_READ_BLOCK = 1 << 18  # a transfer is received, hashed and written in blocks of this size
+_BUFFERS = 4  # blocks in flight between the receiving and the hashing/writing thread
 _HASH_BLOCK = 1 << 20
+_MAX_DATA_THREADS = 128  # two per concurrent transfer (max_concurrent_downloads <= 64)
+
+# Transfers hold a thread for their whole duration: a pool of their own, so they never
+# queue behind (or block) the default executor used for SQLite and file system calls.
+_DATA_POOL = ThreadPoolExecutor(_MAX_DATA_THREADS, thread_name_prefix="ftp-data")
 
 
 @dataclass(frozen=True)
@@ -111,51 +124,84 @@ class _StallWatch:
         self._handle.cancel()
 
 
-class _FileSink:
-    """Appends received blocks to a file, batching the blocking writes into worker threads.
+class _Aborted(Exception):
+    """The transfer was cut from the event loop (cancellation): not a server failure."""
 
-    A batch is written when it reaches ``_WRITE_BATCH`` bytes or when ``_FLUSH_SECONDS`` have
-    passed since the last write, so a slow transfer keeps its progress on disk for a resume.
+
+class _Stalled(Exception):
+    """No byte arrived for ``data_timeout`` seconds."""
+
+
+def _store_blocks(
+    out: BinaryIO, digest: Any, full: queue.SimpleQueue[Any], free: queue.SimpleQueue[Any]
+) -> None:
+    """Hash and write the blocks handed over by :func:`_receive_file`, in order, until None."""
+    while True:
+        item = full.get()
+        if item is None:
+            return
+        buffer, count = item
+        block = memoryview(buffer)[:count]
+        if digest is not None:
+            digest.update(block)
+        out.write(block)
+        free.put(buffer)
+
+
+def _receive_file(
+    sock: socket.socket,
+    path: Path,
+    append: bool,
+    digest: Any,
+    timeout: float,
+    aborted: threading.Event,
+) -> int:
+    """Copy a data connection into ``path`` (in a data thread); returns the bytes received.
+
+    This thread only receives, filling blocks of ``_READ_BLOCK`` bytes; a second data thread
+    hashes and writes each full block meanwhile (``_BUFFERS`` blocks in flight), so hashing
+    overlaps the transfer instead of pausing it. Every block received before a failure is
+    written, so a broken transfer leaves its bytes in the file for a later resume. A socket
+    silent for ``timeout`` seconds raises :class:`_Stalled`; a socket shut down by
+    :class:`FTPClient` (cancellation) raises :class:`_Aborted`.
     """
-
-    def __init__(self, path: Path, append: bool) -> None:
-        self._path = path
-        self._mode = "ab" if append else "wb"
-        self._file: IO[bytes] | None = None
-        self._pending: list[bytes] = []
-        self._pending_size = 0
-        self._loop = asyncio.get_running_loop()
-        self._last_write = self._loop.time()
-
-    def _write_sync(self, chunks: list[bytes], final: bool) -> None:
-        if self._file is None:
-            self._file = open(self._path, self._mode)  # noqa: SIM115 - closed in final/close()
-        if chunks:
-            self._file.writelines(chunks)  # no join: the blocks go to the file as they are
-            if not final:
-                self._file.flush()
-        if final:
-            self.close()
-
-    async def add(self, block: bytes) -> None:
-        self._pending.append(block)
-        self._pending_size += len(block)
-        if (
-            self._pending_size >= _WRITE_BATCH
-            or self._loop.time() - self._last_write >= _FLUSH_SECONDS
-        ):
-            await self.flush(final=False)
-
-    async def flush(self, *, final: bool) -> None:
-        chunks, self._pending = self._pending, []
-        self._pending_size = 0
-        self._last_write = self._loop.time()
-        await asyncio.to_thread(self._write_sync, chunks, final)
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+    received = 0
+    full: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    free: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    for _ in range(_BUFFERS):
+        free.put(bytearray(_READ_BLOCK))
+    sock.settimeout(timeout)
+    with open(path, "ab" if append else "wb") as out:
+        storer = _DATA_POOL.submit(_store_blocks, out, digest, full, free)
+        try:
+            eof = False
+            while not eof:
+                buffer = free.get()
+                if storer.done():  # it only stops early on a write error: raise that
+                    storer.result()
+                view, filled = memoryview(buffer), 0
+                while filled < _READ_BLOCK:
+                    try:
+                        count = sock.recv_into(view[filled:])
+                    except TimeoutError:
+                        raise _Stalled from None
+                    except OSError:
+                        if aborted.is_set():
+                            raise _Aborted from None
+                        raise
+                    if not count:
+                        eof = True
+                        break
+                    filled += count
+                if filled:
+                    full.put((buffer, filled))
+                    received += filled
+        finally:
+            full.put(None)  # blocks received so far are still written (resume)
+            storer.result()
+    if aborted.is_set():
+        raise _Aborted
+    return received
 
 
 def _hash_prefix(path: Path, length: int) -> hashlib._Hash | None:
@@ -210,6 +256,7 @@ class FTPClient:
         self._ssl_context = ssl_context
         self._client: aioftp.Client | None = None
         self._mlsd = False
+        self._epsv = True
         self.supports_rest = True
 
     def __repr__(self) -> str:
@@ -417,6 +464,69 @@ class FTPClient:
             str(path), info.get("type") == "dir", int(size) if size.isdigit() else None
         )
 
+    async def _data_socket(self) -> socket.socket:
+        """EPSV (else PASV), then connect a data socket to the control connection's peer.
+
+        Like aioftp, the address in a PASV reply is ignored (NAT-safe); with TLS the socket
+        is wrapped in a worker thread with the control connection's verified context.
+        """
+        ftp = self._ftp
+        writer = ftp.stream.writer
+        peer = writer.get_extra_info("peername")
+        host = peer[0] if peer else self.host
+        if self._epsv:
+            try:
+                _, info = await ftp.command("EPSV", "229")
+                port = aioftp.Client.parse_epsv_response(info[-1])[1]
+            except aioftp.StatusCodeError as exc:
+                if not _reply_code(exc).startswith("50"):
+                    raise
+                self._epsv = False
+        if not self._epsv:
+            _, info = await ftp.command("PASV", "227")
+            port = aioftp.Client.parse_pasv_response(info[-1])[1]
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            await asyncio.wait_for(loop.sock_connect(sock, (host, port)), self.connect_timeout)
+            sslobj = writer.get_extra_info("ssl_object")
+            if sslobj is not None:
+                return await loop.run_in_executor(_DATA_POOL, self._wrap_tls, sock, sslobj)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _wrap_tls(self, sock: socket.socket, control: ssl.SSLObject) -> ssl.SSLSocket:
+        """TLS on a data socket: the control context (certificate checks) and its session."""
+        sock.settimeout(self.connect_timeout)
+        return control.context.wrap_socket(sock, server_hostname=self.host, session=control.session)
+
+    async def _receive_into(
+        self, sock: socket.socket, path: Path, append: bool, digest: Any, what: str
+    ) -> int:
+        """Run :func:`_receive_file` in a data thread; cancellation cuts the socket first."""
+        loop = asyncio.get_running_loop()
+        aborted = threading.Event()
+        future = loop.run_in_executor(
+            _DATA_POOL, _receive_file, sock, path, append, digest, self.data_timeout, aborted
+        )
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            aborted.set()
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(BaseException):  # the thread ends at once: wait for it,
+                await asyncio.wait({future})  # so no write follows the caller's cleanup
+            raise
+        except _Stalled:
+            raise TransportError(
+                f"{what}: no data for {self.data_timeout:g} s (stalled transfer)"
+            ) from None
+
     async def download(
         self,
         remote_path: str,
@@ -443,34 +553,28 @@ class FTPClient:
                 digest = prefix
         try:
             with _translated(what):
+                ftp = self._ftp
+                sock = await self._data_socket()
                 try:
-                    reader, writer = await self._open_data(what, offset)
-                except aioftp.StatusCodeError as exc:
-                    if offset and _reply_code(exc).startswith("50"):
+                    try:
+                        if offset:
+                            await ftp.command(f"REST {offset}", "350")
+                        await ftp.command(what, "1xx")
+                    except aioftp.StatusCodeError as exc:
+                        if not (offset and _reply_code(exc).startswith("50")):
+                            raise
                         logger.info(
                             "%s: server refused REST; downloading from the start", remote_path
                         )
                         self.supports_rest = False
                         offset, digest = 0, (hashlib.sha256() if checksum else None)
-                        reader, writer = await self._open_data(what)
-                    else:
-                        raise
-                sink = _FileSink(destination, append=offset > 0)
-
-                async def consume(block: bytes) -> None:
-                    if digest is not None:
-                        digest.update(block)
-                    await sink.add(block)
-
-                try:
-                    received = await self._receive(reader, writer, what, consume)
-                except Exception:
-                    await sink.flush(final=True)  # keep the bytes received so far for a resume
-                    raise
-                else:
-                    await sink.flush(final=True)
+                        sock.close()
+                        sock = await self._data_socket()
+                        await ftp.command(what, "1xx")
+                    received = await self._receive_into(sock, destination, offset > 0, digest, what)
                 finally:
-                    sink.close()
+                    sock.close()
+                await ftp.command(None, "2xx", "1xx")
         except ReplyError:
             raise
         except BaseException:

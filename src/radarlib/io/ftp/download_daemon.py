@@ -210,13 +210,27 @@ class DateBasedDaemonConfig:
 
 @dataclass(frozen=True)
 class _Job:
-    """One remote file to fetch; ``size`` is the listed size (None: ask the server)."""
+    """One remote file to fetch; ``size`` is the listed size (None: ask the server).
 
+    ``key`` is the file name as text (``str(name)``, kept so it is formatted only once).
+    """
+
+    key: str
     name: BufrFileName
     remote_path: str
     size: int | None
     hour: datetime
     closed: bool = False  # listed after its hour closed: the size will not change any more
+
+
+@dataclass(frozen=True)
+class _Received:
+    """A file whose bytes are in ``temp`` and verified, waiting to be made durable and recorded."""
+
+    job: _Job
+    temp: Path
+    final: Path
+    transfer: Transfer
 
 
 @dataclass
@@ -232,6 +246,10 @@ class _Stats:
     polls: int = 0
     last_poll_time: datetime | None = None
     started_at: datetime | None = None
+
+
+#: one wanted file of a listing: (file name, parsed name, remote path, listed size or None)
+_Listed = tuple[str, BufrFileName, str, int | None]
 
 
 class _Deferred(Exception):
@@ -296,8 +314,11 @@ class DateBasedFTPDaemon:
         self._closed_listed: set[datetime] = set()
         self._temps: set[Path] = set()
         self._background: set[asyncio.Task[Any]] = set()
-        self._finalize_slots = asyncio.Semaphore(2 * self.config.max_concurrent_downloads)
-        self._made_dirs: set[Path] = set()
+        self._finishing: asyncio.Queue[_Received] = asyncio.Queue(
+            2 * self.config.max_concurrent_downloads
+        )
+        self._finisher_task: asyncio.Task[None] | None = None
+        self._folders: dict[str, Path] = {}
         self._warned: set[str] = set()
         self._coverage: Coverage | None = None
         self._resume: datetime | None = None
@@ -373,6 +394,8 @@ class DateBasedFTPDaemon:
                 from radarlib.state.sqlite import SQLiteStateTracker
 
                 self._tracker = await asyncio.to_thread(SQLiteStateTracker, self.config.state_db)
+            self._folders[""] = self._root
+            self._finisher_task = asyncio.create_task(self._finisher(), name="ftp-finisher")
             main = asyncio.create_task(self._main(), name=f"ftp-daemon:{self.config.radar_code}")
             await asyncio.wait({main, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -399,6 +422,7 @@ class DateBasedFTPDaemon:
         return self.config.local_download_dir.resolve()
 
     async def _cleanup(self) -> None:
+        await self._drain_finisher()  # received files are recorded, not thrown away
         while self._background:  # finalizers run to completion: no half-done renames
             background = list(self._background)
             for task in background:
@@ -613,15 +637,13 @@ class DateBasedFTPDaemon:
                 self._warned.add(key)
             logger.warning(message, *args)
 
-    async def _list_hour(
-        self, client: FTPClient, hour: datetime
-    ) -> list[tuple[BufrFileName, str, int | None]]:
+    async def _list_hour(self, client: FTPClient, hour: datetime) -> list[_Listed]:
         c = self.config
         folder = hour_dir(c.remote_base_path, c.radar_code, hour)
         entries = await client.list_dir(folder)
         if not entries:
             return []
-        found: list[tuple[BufrFileName, str, int | None]] = []
+        found: list[_Listed] = []
         for entry in entries:
             if not entry.is_dir:
                 continue
@@ -639,7 +661,7 @@ class DateBasedFTPDaemon:
                     continue
                 name = self._accept(item.name, sub)
                 if name is not None and in_range(name.time, c.start_date, c.end_date):
-                    found.append((name, f"{sub}/{item.name}", item.size))
+                    found.append((item.name, name, f"{sub}/{item.name}", item.size))
         return found
 
     def _accept(self, raw: str, folder: str) -> BufrFileName | None:
@@ -667,28 +689,24 @@ class DateBasedFTPDaemon:
             return None
         return parsed
 
-    async def _consider(
-        self, found: list[tuple[BufrFileName, str, int | None]], hour: datetime, closed: bool
-    ) -> None:
+    async def _consider(self, found: list[_Listed], hour: datetime, closed: bool) -> None:
         """Queue listed files that are not recorded, in progress, backing off or growing."""
         now_mono = time.monotonic()
+        done, active, not_before = self._done, self._active, self._not_before
         fresh = [
-            (n, p, s)
-            for n, p, s in found
-            if n.name not in self._done
-            and n.name not in self._active
-            and self._not_before.get(n.name, 0.0) <= now_mono
+            item
+            for item in found
+            if item[0] not in done
+            and item[0] not in active
+            and not_before.get(item[0], 0.0) <= now_mono
         ]
         pending = self._hour_pending.setdefault(hour, set())
-        pending.update(
-            n.name for n, _, _ in found if n.name not in self._done and n.name not in self._failed
-        )
+        pending.update(k for k, *_ in found if k not in done and k not in self._failed)
         if not fresh:
             return
-        rows = await asyncio.to_thread(self._lookup, [n.name for n, _, _ in fresh])
+        rows = await asyncio.to_thread(self._lookup, [k for k, *_ in fresh])
         now = self._clock()
-        for name, remote_path, size in fresh:
-            key = name.name
+        for key, name, remote_path, size in fresh:
             row = rows.get(key)
             if row is not None and row.get("status") == "downloaded":
                 self._done[key] = hour
@@ -706,7 +724,7 @@ class DateBasedFTPDaemon:
                 self._sizes[key] = size
                 if size is not None and previous != size:
                     continue  # first sighting or still changing: decide at the next poll
-            self._enqueue(_Job(name, remote_path, size, hour, closed and size is not None))
+            self._enqueue(_Job(key, name, remote_path, size, hour, closed and size is not None))
 
     def _lookup(self, names: list[str]) -> dict[str, dict[str, Any]]:
         tracker = self._require_tracker()
@@ -731,16 +749,16 @@ class DateBasedFTPDaemon:
                 continue
             if not in_range(parsed.time, c.start_date, c.end_date):
                 continue
-            self._enqueue(_Job(parsed, remote_path, None, floor_hour(parsed.time)))
+            self._enqueue(_Job(raw, parsed, remote_path, None, floor_hour(parsed.time)))
 
     def _enqueue(self, job: _Job) -> None:
-        self._active[job.name.name] = job
-        self._hour_pending.setdefault(job.hour, set()).add(job.name.name)
+        self._active[job.key] = job
+        self._hour_pending.setdefault(job.hour, set()).add(job.key)
         self._idle.clear()
         self._queue.put_nowait(job)
 
     def _release(self, job: _Job) -> None:
-        self._active.pop(job.name.name, None)
+        self._active.pop(job.key, None)
         if not self._active:
             self._idle.set()
 
@@ -748,7 +766,7 @@ class DateBasedFTPDaemon:
         """The file is recorded (downloaded or failed): it no longer holds its hour open."""
         pending = self._hour_pending.get(job.hour)
         if pending is not None:
-            pending.discard(job.name.name)
+            pending.discard(job.key)
         self._release(job)
 
     # -- downloading ----------------------------------------------------------------------------
@@ -769,7 +787,7 @@ class DateBasedFTPDaemon:
                         client = await self._connect(f"download worker {index}")
                     await self._download(client, job)
                 except _Deferred as why:
-                    logger.info("%s: %s; leaving it for the next poll", job.name, why)
+                    logger.info("%s: %s; leaving it for the next poll", job.key, why)
                     self._stats.deferred_growing += 1
                     self._release(job)
                 except FTPAuthError:
@@ -783,24 +801,36 @@ class DateBasedFTPDaemon:
             if client is not None:
                 client.abort()
 
-    def _local_path(self, name: BufrFileName) -> Path:
-        """The final local path; refuses anything that would land outside the download folder."""
+    def _local_folder(self, name: BufrFileName) -> Path:
+        """The (created, resolved) folder of a file; refuses one outside the download folder."""
+        key = f"{name.radar}/{name.time:%Y/%m/%d}" if self.config.local_layout == "date" else ""
         folder = self._root
-        if self.config.local_layout == "date":
+        if key:
             t = name.time
             folder = folder / name.radar / f"{t:%Y}" / f"{t:%m}" / f"{t:%d}"
-        path = (folder / name.name).resolve()
-        if not path.is_relative_to(self._root) or path.parent != folder.resolve():
-            raise TransportError(f"{name}: local path {path} is outside {self._root}")
-        return path
+        for _ in range(2):  # checked before mkdir (nothing made outside) and after it
+            resolved = folder.resolve()
+            if not resolved.is_relative_to(self._root):
+                raise TransportError(f"{name}: local folder {resolved} is outside {self._root}")
+            folder.mkdir(parents=True, exist_ok=True)
+        self._folders[key] = resolved
+        return resolved
+
+    async def _local_path(self, job: _Job) -> Path:
+        """The final local path: a plain file name (as the parser guarantees) in its folder."""
+        if job.key in ("", ".", "..") or any(c in job.key for c in "/\\\x00"):
+            raise TransportError(f"{job.key!r}: not a plain file name")
+        name = job.name
+        key = f"{name.radar}/{name.time:%Y/%m/%d}" if self.config.local_layout == "date" else ""
+        folder = self._folders.get(key)
+        if folder is None:  # first file of a folder: mkdir and resolve, off the event loop
+            folder = await asyncio.to_thread(self._local_folder, name)
+        return folder / job.key
 
     async def _download(self, client: FTPClient, job: _Job) -> None:
         c = self.config
-        final = self._local_path(job.name)
-        if final.parent not in self._made_dirs:
-            await asyncio.to_thread(final.parent.mkdir, parents=True, exist_ok=True)
-            self._made_dirs.add(final.parent)
-        temp = final.with_name(f".{job.name.name}.part")
+        final = await self._local_path(job)
+        temp = final.with_name(f".{job.key}.part")
         expected = job.size
         if expected is None:
             expected = await client.size(job.remote_path)
@@ -829,67 +859,117 @@ class DateBasedFTPDaemon:
             await asyncio.to_thread(temp.unlink, missing_ok=True)
             self._temps.discard(temp)
             if after is not None and after != expected:
-                self._sizes[job.name.name] = after
+                self._sizes[job.key] = after
                 raise _Deferred(f"size changed on the server ({expected} -> {after} bytes)")
             raise TransportError(
                 f"{job.remote_path}: received {transfer.size} bytes, server says {after}"
             )
-        await self._finalize_slots.acquire()
-        task = asyncio.create_task(
-            self._finalize(job, temp, final, transfer), name=f"finalize:{job.name}"
-        )
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        # The bytes are in and verified: the slot is free for the next transfer while the
+        # finisher makes this file durable and records it (bounded queue: back-pressure).
+        await self._finishing.put(_Received(job, temp, final, transfer))
 
-    async def _finalize(self, job: _Job, temp: Path, final: Path, transfer: Transfer) -> None:
-        """fsync, verify, rename and record one received file (blocking parts in a thread)."""
-        try:
-            ready = await asyncio.to_thread(self._finalize_sync, job, temp, final, transfer)
-        except Exception as exc:  # every failure is a counted attempt
-            with contextlib.suppress(OSError):
-                await asyncio.to_thread(temp.unlink, missing_ok=True)
-            self._temps.discard(temp)
-            await self._failed_attempt(job, exc)
-            return
-        finally:
-            self._finalize_slots.release()
-        self._temps.discard(temp)
+    # -- finishing: fsync, rename, record -------------------------------------------------------
+    async def _finisher(self) -> None:
+        """Make received files durable and record them, a burst at a time in one thread hop.
+
+        A file is recorded only after its own fsync, its rename and the fsync of its folder,
+        each in its own :meth:`SQLiteStateTracker.mark_downloaded` transaction, so a crash at
+        any point leaves either no row or a row for a complete, durable file.
+        """
+        queue = self._finishing
+        while True:
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            try:
+                try:
+                    outcomes = await asyncio.shield(asyncio.to_thread(self._finish_sync, batch))
+                except Exception as exc:  # unexpected: every file of the burst is retried
+                    logger.error("finishing %d received files failed: %s", len(batch), exc)
+                    outcomes = [exc] * len(batch)
+                for item, outcome in zip(batch, outcomes, strict=True):
+                    if isinstance(outcome, BaseException):
+                        self._temps.discard(item.temp)
+                        await self._failed_attempt(item.job, outcome)
+                    else:
+                        self._finished(item, outcome)
+            finally:
+                for _ in batch:
+                    queue.task_done()
+
+    def _finish_sync(self, batch: list[_Received]) -> list[list[str] | BaseException]:
+        """fsync each file, rename it, fsync the folders, then record each row (worker thread)."""
+        outcomes: list[list[str] | BaseException] = []
+        renamed: list[_Received] = []
+        for item in batch:
+            try:
+                fd = os.open(item.temp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(item.temp, item.final)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    item.temp.unlink(missing_ok=True)
+                outcomes.append(exc)
+            else:
+                renamed.append(item)
+                outcomes.append([])
+        for folder in {item.final.parent for item in renamed}:
+            _fsync_dir(folder)
+        tracker, types = self._require_tracker(), self.config.volume_types
+        for index, item in enumerate(batch):
+            if isinstance(outcomes[index], BaseException):
+                continue
+            name = item.job.name
+            fields = expected_fields(types, name.strategy, name.volume_number)
+            try:
+                outcomes[index] = list(
+                    tracker.mark_downloaded(
+                        item.job.key,
+                        item.job.remote_path,
+                        str(item.final),
+                        item.transfer.size,
+                        item.transfer.sha256,
+                        expected_fields=list(fields) if fields else None,
+                    )
+                )
+            except Exception as exc:  # a failed attempt; the file is downloaded again later
+                outcomes[index] = exc
+        return outcomes
+
+    def _finished(self, item: _Received, ready: list[str]) -> None:
+        """Bookkeeping after a file was recorded; announce volumes that became ready."""
+        job, key = item.job, item.job.key
+        self._temps.discard(item.temp)
         self._stats.files_downloaded += 1
-        self._stats.bytes_downloaded += transfer.size
-        self._attempts.pop(job.name.name, None)
-        self._not_before.pop(job.name.name, None)
-        self._failed.discard(job.name.name)
-        self._done[job.name.name] = job.hour
+        self._stats.bytes_downloaded += item.transfer.size
+        self._attempts.pop(key, None)
+        self._not_before.pop(key, None)
+        self._failed.discard(key)
+        self._done[key] = job.hour
         self._handled(job)
-        logger.debug("downloaded %s (%d bytes)", job.name, transfer.size)
+        logger.debug("downloaded %s (%d bytes)", key, item.transfer.size)
         if ready:
             logger.info("volume(s) ready: %s", ", ".join(ready))
             announce_ready(self.config.state_db)
 
-    def _finalize_sync(self, job: _Job, temp: Path, final: Path, transfer: Transfer) -> list[str]:
-        fd = os.open(temp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, final)
-        _fsync_dir(final.parent)
-        name = job.name
-        fields = expected_fields(self.config.volume_types, name.strategy, name.volume_number)
-        return list(
-            self._require_tracker().mark_downloaded(
-                name.name,
-                job.remote_path,
-                str(final),
-                transfer.size,
-                transfer.sha256,
-                expected_fields=list(fields) if fields else None,
-            )
-        )
+    async def _drain_finisher(self) -> None:
+        """Let every received file be recorded (or dropped) before the finisher stops."""
+        task, self._finisher_task = self._finisher_task, None
+        if task is None:
+            return
+        if not task.done():
+            waiter = asyncio.ensure_future(self._finishing.join())
+            await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            task.cancel()
+        await asyncio.wait({task})
 
     async def _failed_attempt(self, job: _Job, exc: BaseException) -> None:
         """Count a failed attempt: back off and retry, or record it failed after max_attempts."""
-        c, key = self.config, job.name.name
+        c, key = self.config, job.key
         attempts = self._attempts.get(key, 0) + 1
         self._attempts[key] = attempts
         if attempts < c.max_attempts:
@@ -925,5 +1005,5 @@ class DateBasedFTPDaemon:
 
     async def _requeue_later(self, job: _Job, delay: float) -> None:
         await asyncio.sleep(delay)
-        if job.name.name in self._active:
+        if job.key in self._active:
             self._queue.put_nowait(job)
