@@ -660,3 +660,13 @@ def test_threads_with_their_own_trackers(tmp_path: Path) -> None:
     for th in threads:
         th.join()
     assert sorted(completed) == sorted(vid(w, "02") for w in times)
+
+
+def test_a_volume_known_only_from_a_failed_download_is_not_an_incomplete_volume(
+    tracker: SQLiteStateTracker,
+) -> None:
+    tracker.mark_download_failed(name("VRAD", number="02"), "/L2/x", "timeout", next_attempt_at=T0)
+    assert tracker.get_volume(vid(number="02"))["downloaded_fields"] in (None, "")
+    assert tracker.get_incomplete_volumes() == []
+    record(tracker, "WRAD", number="02", expected=VOL02)
+    assert [v["volume_id"] for v in tracker.get_incomplete_volumes()] == [vid(number="02")]

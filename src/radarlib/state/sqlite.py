@@ -970,12 +970,14 @@ class SQLiteStateTracker:
     ) -> list[dict[str, Any]]:
         """Pending incomplete volumes not allowed incomplete, oldest observation first.
 
-        ``older_than``: only those whose newest file was recorded at or before that time
-        (so a backfill of old data is not expired while its files are still arriving).
+        Only volumes with at least one downloaded field count: a volume known only from a
+        failed download has nothing to process yet. ``older_than``: only those whose newest
+        file was recorded at or before that time (so a backfill of old data is not expired
+        while its files are still arriving).
         """
         sql = (
             "SELECT * FROM volume_processing WHERE status = 'pending' AND is_complete = 0"
-            " AND process_incomplete = 0"
+            " AND process_incomplete = 0 AND COALESCE(downloaded_fields, '') != ''"
         )
         params: list[Any] = []
         if older_than is not None:
