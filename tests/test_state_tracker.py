@@ -670,3 +670,19 @@ def test_a_volume_known_only_from_a_failed_download_is_not_an_incomplete_volume(
     assert tracker.get_incomplete_volumes() == []
     record(tracker, "WRAD", number="02", expected=VOL02)
     assert [v["volume_id"] for v in tracker.get_incomplete_volumes()] == [vid(number="02")]
+
+
+def test_summaries_for_status_reports(tracker: SQLiteStateTracker) -> None:
+    record(tracker, "DBZH")
+    record(tracker, "VRAD", number="02", radar="RMA5")
+    tracker.mark_download_failed(
+        name("WRAD", number="02", radar="RMA5"), "/L2/x", "timeout", next_attempt_at=None
+    )
+    assert tracker.radar_codes() == ["RMA1", "RMA5"]
+    files, last = tracker.download_summary("RMA1")
+    assert files == 1 and last is not None and last.endswith("Z")
+    assert tracker.download_summary("RMA9") == (0, None)
+    [failed] = tracker.get_failed_downloads("RMA5")
+    assert failed["filename"] == name("WRAD", number="02", radar="RMA5")
+    assert failed["last_error"] == "timeout"
+    assert tracker.get_failed_downloads("RMA1") == []

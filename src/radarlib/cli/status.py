@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -47,11 +46,9 @@ class DatabaseStatus:
     download_failures: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _read_only(db_path: Path) -> sqlite3.Connection:
-    """A read-only connection for the few summary queries the tracker has no method for."""
-    conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
-    conn.row_factory = sqlite3.Row
-    return conn
+_DOWNLOAD_FAILURE_KEYS = (
+    "filename", "radar_code", "attempts", "last_error", "next_attempt_at", "updated_at",
+)  # fmt: skip
 
 
 def _volume_brief(row: dict[str, Any]) -> dict[str, Any]:
@@ -81,35 +78,15 @@ def collect_status(
         raise ConfigError("--db", f"no state database at {db_path}")
     result = DatabaseStatus(str(db_path))
     with SQLiteStateTracker(db_path) as tracker:
-        conn = _read_only(db_path)
-        try:
-            known = [
-                str(r[0])
-                for r in conn.execute(
-                    "SELECT radar_code FROM volume_processing UNION "
-                    "SELECT radar_code FROM downloads ORDER BY 1"
-                )
-            ]
-            chosen = list(radars) if radars else known
-            for radar in chosen:
-                files, last = conn.execute(
-                    "SELECT COUNT(*), MAX(downloaded_at) FROM downloads"
-                    " WHERE radar_code = ? AND status = 'downloaded'",
-                    (radar,),
-                ).fetchone()
-                counts = tracker.count_volumes_by_status(radar_code=radar)
-                result.radars.append(RadarStatus(radar, int(files), last, counts))
-            placeholders = ",".join("?" * len(chosen)) or "''"
-            failed_downloads = conn.execute(
-                "SELECT filename, radar_code, attempts, last_error, next_attempt_at, updated_at"
-                f" FROM downloads WHERE status = 'failed' AND radar_code IN ({placeholders})"
-                " ORDER BY updated_at DESC LIMIT ?",
-                (*chosen, limit),
-            ).fetchall()
-            result.download_failures = [dict(r) for r in failed_downloads]
-        finally:
-            conn.close()
+        chosen = list(radars) if radars else tracker.radar_codes()
         for radar in chosen:
+            files, last = tracker.download_summary(radar)
+            counts = tracker.count_volumes_by_status(radar_code=radar)
+            result.radars.append(RadarStatus(radar, files, last, counts))
+            result.download_failures += [
+                {k: row.get(k) for k in _DOWNLOAD_FAILURE_KEYS}
+                for row in tracker.get_failed_downloads(radar, limit=limit)
+            ]
             waiting = tracker.get_incomplete_volumes(radar_code=radar)
             expired = tracker.get_volumes_by_status("expired", radar_code=radar, limit=limit)
             for row in [*waiting[-limit:], *expired]:
@@ -123,8 +100,9 @@ def collect_status(
                 if r.get("error_message")
             ]
             result.failures += [_volume_brief(r) for r in [*failed, *retrying[:limit]]]
-    result.failures.sort(key=lambda r: str(r.get("updated_at") or ""), reverse=True)
-    result.failures = result.failures[:limit]
+    for rows in (result.failures, result.download_failures):
+        rows.sort(key=lambda r: str(r.get("updated_at") or ""), reverse=True)
+        del rows[limit:]
     return result
 
 

@@ -1018,6 +1018,42 @@ class SQLiteStateTracker:
             )
             return cursor.rowcount == 1
 
+    def radar_codes(self) -> list[str]:
+        """Every radar the database has volumes or files of, sorted."""
+        with self._use() as conn:
+            rows = conn.execute(
+                "SELECT radar_code FROM volume_processing UNION "
+                "SELECT radar_code FROM downloads ORDER BY 1"
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def download_summary(self, radar_code: str) -> tuple[int, str | None]:
+        """Number of downloaded files of a radar and when the newest was recorded (ISO)."""
+        with self._use() as conn:
+            files, last = conn.execute(
+                "SELECT COUNT(*), MAX(downloaded_at) FROM downloads"
+                " WHERE radar_code = ? AND status = 'downloaded'",
+                (radar_code,),
+            ).fetchone()
+        return int(files), None if last is None else str(last)
+
+    def get_failed_downloads(
+        self, radar_code: str | None = None, *, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Downloads currently failed (retried later or given up), newest failure first."""
+        sql = "SELECT * FROM downloads WHERE status = 'failed'"
+        params: list[Any] = []
+        if radar_code is not None:
+            sql += " AND radar_code = ?"
+            params.append(radar_code)
+        sql += " ORDER BY updated_at DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with self._use() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [_download_dict(r) for r in rows]
+
     def count_volumes_by_status(self, radar_code: str | None = None) -> dict[str, int]:
         """Number of volumes per status (every status present, zero included)."""
         sql = "SELECT status, COUNT(*) FROM volume_processing"
