@@ -153,6 +153,10 @@ def _die_with_parent() -> None:
 def _init_worker(converter: str) -> None:
     """Worker start-up: quiet Py-ART, ignore Ctrl-C (the daemon decides), import the converter."""
     os.environ.setdefault("PYART_QUIET", "1")
+    # No bare stderr output from workers: what a conversion has to say comes back in its
+    # outcome (warnings, error, traceback) and the daemon logs it with the volume id.
+    logging.getLogger("radarlib").addHandler(logging.NullHandler())
+    logging.getLogger("radarlib").propagate = False
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
     with contextlib.suppress(Exception):  # a broken import is reported per job by run_job
