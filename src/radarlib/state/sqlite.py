@@ -728,17 +728,39 @@ class SQLiteStateTracker:
                 },
             )
 
+    def _select(
+        self,
+        table: str,
+        where: str,
+        params: Sequence[Any] = (),
+        *,
+        radar_code: str | None = None,
+        order: str,
+        limit: int | None = None,
+    ) -> list[sqlite3.Row]:
+        """``SELECT *`` rows of ``table`` matching ``where`` (and the radar), ordered, capped."""
+        sql = f"SELECT * FROM {table} WHERE {where}"
+        args = list(params)
+        if radar_code is not None:
+            sql += " AND radar_code = ?"
+            args.append(radar_code)
+        sql += f" ORDER BY {order}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        with self._use() as conn:
+            return conn.execute(sql, args).fetchall()
+
     def get_complete_unprocessed_volumes(
         self, radar_code: str | None = None
     ) -> list[dict[str, Any]]:
         """Complete volumes still ``pending``, oldest observation first."""
-        sql = "SELECT * FROM volume_processing WHERE status = 'pending' AND is_complete = 1"
-        params: tuple[str, ...] = ()
-        if radar_code is not None:
-            sql += " AND radar_code = ?"
-            params = (radar_code,)
-        with self._use() as conn:
-            rows = conn.execute(sql + " ORDER BY observation_datetime, id", params).fetchall()
+        rows = self._select(
+            "volume_processing",
+            "status = 'pending' AND is_complete = 1",
+            radar_code=radar_code,
+            order="observation_datetime, id",
+        )
         return [_volume_dict(r) for r in rows]
 
     def get_volume_files(self, volume_id: str) -> list[dict[str, Any]]:
@@ -756,18 +778,14 @@ class SQLiteStateTracker:
         self, status: str, radar_code: str | None = None, *, limit: int | None = None
     ) -> list[dict[str, Any]]:
         """Volumes with a status, newest observation first (``limit`` caps the list)."""
-        checked = volume_status(status)
-        sql = "SELECT * FROM volume_processing WHERE status = ?"
-        params: list[Any] = [checked]
-        if radar_code is not None:
-            sql += " AND radar_code = ?"
-            params.append(radar_code)
-        sql += " ORDER BY observation_datetime DESC, id DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
-        with self._use() as conn:
-            rows = conn.execute(sql, params).fetchall()
+        rows = self._select(
+            "volume_processing",
+            "status = ?",
+            [volume_status(status)],
+            radar_code=radar_code,
+            order="observation_datetime DESC, id DESC",
+            limit=limit,
+        )
         return [_volume_dict(r) for r in rows]
 
     def get_volume(self, volume_id: str) -> dict[str, Any]:
@@ -975,19 +993,21 @@ class SQLiteStateTracker:
         file was recorded at or before that time (so a backfill of old data is not expired
         while its files are still arriving).
         """
-        sql = (
-            "SELECT * FROM volume_processing WHERE status = 'pending' AND is_complete = 0"
-            " AND process_incomplete = 0 AND COALESCE(downloaded_fields, '') != ''"
+        where = (
+            "status = 'pending' AND is_complete = 0 AND process_incomplete = 0"
+            " AND COALESCE(downloaded_fields, '') != ''"
         )
         params: list[Any] = []
         if older_than is not None:
-            sql += " AND last_file_at <= ?"
+            where += " AND last_file_at <= ?"
             params.append(iso_utc(older_than))
-        if radar_code is not None:
-            sql += " AND radar_code = ?"
-            params.append(radar_code)
-        with self._use() as conn:
-            rows = conn.execute(sql + " ORDER BY observation_datetime, id", params).fetchall()
+        rows = self._select(
+            "volume_processing",
+            where,
+            params,
+            radar_code=radar_code,
+            order="observation_datetime, id",
+        )
         return [_volume_dict(r) for r in rows]
 
     def allow_incomplete(self, volume_id: str) -> None:
@@ -1041,17 +1061,13 @@ class SQLiteStateTracker:
         self, radar_code: str | None = None, *, limit: int | None = None
     ) -> list[dict[str, Any]]:
         """Downloads currently failed (retried later or given up), newest failure first."""
-        sql = "SELECT * FROM downloads WHERE status = 'failed'"
-        params: list[Any] = []
-        if radar_code is not None:
-            sql += " AND radar_code = ?"
-            params.append(radar_code)
-        sql += " ORDER BY updated_at DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
-        with self._use() as conn:
-            rows = conn.execute(sql, params).fetchall()
+        rows = self._select(
+            "downloads",
+            "status = 'failed'",
+            radar_code=radar_code,
+            order="updated_at DESC",
+            limit=limit,
+        )
         return [_download_dict(r) for r in rows]
 
     def count_volumes_by_status(self, radar_code: str | None = None) -> dict[str, int]:
