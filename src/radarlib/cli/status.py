@@ -16,94 +16,16 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from radarlib.errors import ConfigError, RadarlibError
+from radarlib.errors import RadarlibError
+from radarlib.status import DatabaseStatus, RadarStatus, collect_status, status_targets
 
+# DatabaseStatus, RadarStatus and collect_status live in radarlib.status (shared with
+# `radarlib dashboard`); they stay importable from here.
 __all__ = ["DatabaseStatus", "RadarStatus", "collect_status", "format_status", "register"]
-
-
-@dataclass
-class RadarStatus:
-    """The figures of one radar."""
-
-    radar: str
-    files_downloaded: int
-    last_download: str | None
-    volumes: dict[str, int]
-
-
-@dataclass
-class DatabaseStatus:
-    """Everything ``status`` reports for one state database."""
-
-    path: str
-    radars: list[RadarStatus] = field(default_factory=list)
-    incomplete: list[dict[str, Any]] = field(default_factory=list)
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    download_failures: list[dict[str, Any]] = field(default_factory=list)
-
-
-_DOWNLOAD_FAILURE_KEYS = (
-    "filename", "radar_code", "attempts", "last_error", "next_attempt_at", "updated_at",
-)  # fmt: skip
-
-
-def _volume_brief(row: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "volume_id", "radar_code", "observation_datetime", "status", "downloaded_fields",
-        "missing_fields", "expected_fields", "error_message", "attempts", "next_attempt_at",
-        "netcdf_path", "updated_at",
-    )  # fmt: skip
-    return {k: row.get(k) for k in keys}
-
-
-def _missing(row: dict[str, Any]) -> str:
-    if row.get("missing_fields"):
-        return str(row["missing_fields"])
-    expected = set(str(row.get("expected_fields") or "").split(",")) - {""}
-    have = set(str(row.get("downloaded_fields") or "").split(",")) - {""}
-    return ",".join(sorted(expected - have)) or "?"
-
-
-def collect_status(
-    db_path: Path, radars: Sequence[str] | None = None, *, limit: int = 10
-) -> DatabaseStatus:
-    """Gather the status of one database (only ``radars`` when given)."""
-    from radarlib.state.sqlite import SQLiteStateTracker
-
-    if not db_path.is_file():
-        raise ConfigError("--db", f"no state database at {db_path}")
-    result = DatabaseStatus(str(db_path))
-    with SQLiteStateTracker(db_path) as tracker:
-        chosen = list(radars) if radars else tracker.radar_codes()
-        for radar in chosen:
-            files, last = tracker.download_summary(radar)
-            counts = tracker.count_volumes_by_status(radar_code=radar)
-            result.radars.append(RadarStatus(radar, files, last, counts))
-            result.download_failures += [
-                {k: row.get(k) for k in _DOWNLOAD_FAILURE_KEYS}
-                for row in tracker.get_failed_downloads(radar, limit=limit)
-            ]
-            waiting = tracker.get_incomplete_volumes(radar_code=radar)
-            expired = tracker.get_volumes_by_status("expired", radar_code=radar, limit=limit)
-            for row in [*waiting[-limit:], *expired]:
-                entry = _volume_brief(row)
-                entry["missing_fields"] = _missing(row)
-                result.incomplete.append(entry)
-            failed = tracker.get_volumes_by_status("failed", radar_code=radar, limit=limit)
-            retrying = [
-                r
-                for r in tracker.get_volumes_by_status("pending", radar_code=radar)
-                if r.get("error_message")
-            ]
-            result.failures += [_volume_brief(r) for r in [*failed, *retrying[:limit]]]
-    for rows in (result.failures, result.download_failures):
-        rows.sort(key=lambda r: str(r.get("updated_at") or ""), reverse=True)
-        del rows[limit:]
-    return result
 
 
 def _when(text: object) -> str:
@@ -165,18 +87,7 @@ def format_status(statuses: Sequence[DatabaseStatus]) -> str:
 
 def _targets(args: argparse.Namespace) -> list[tuple[Path, list[str] | None]]:
     """(database, radars) pairs from --db or --config."""
-    if args.db:
-        return [(Path(args.db), args.radar)]
-    from radarlib.config import load_config
-
-    config = load_config(args.config, resolve_secrets=False)
-    wanted = args.radar or [r.code for r in config.radars]
-    for code in wanted:
-        config.radar(code)
-    targets: dict[Path, list[str]] = {}
-    for code in wanted:
-        targets.setdefault(config.state_db(code), []).append(code)
-    return list(targets.items())
+    return status_targets(args.config, [args.db] if args.db else [], args.radar)
 
 
 def _handle(args: argparse.Namespace) -> int:
