@@ -12,13 +12,16 @@ record ``completed`` or a retry / ``failed``. It sleeps until the download daemo
 a ready volume (same process), a conversion frees a slot, ``stop()``, or ``poll_interval``.
 The daemon only schedules and records; :func:`radarlib.convert.convert_volume` converts.
 Workers are started with ``spawn``: a script that runs the daemon must guard its entry point
-with ``if __name__ == "__main__":`` (as :mod:`multiprocessing` requires).
+with ``if __name__ == "__main__":`` (as :mod:`multiprocessing` requires). With
+``executor="dask"`` the conversions run on a Dask.distributed cluster instead
+(:mod:`radarlib.io.ftp.dask_pool`); claims, retries and recovery stay the same.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import re
@@ -30,15 +33,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from radarlib.errors import ConfigError
 from radarlib.filename import format_iso
 from radarlib.io.ftp.workers import (
     DEFAULT_CONVERTER,
+    ConversionExecutor,
     ConversionJob,
     ConversionOutcome,
     ConversionPool,
+    ExecutorUnavailableError,
     WorkerDiedError,
 )
 from radarlib.state.events import wait_for_ready
@@ -56,6 +61,8 @@ _RADAR = re.compile(r"[A-Z]{2,5}[0-9]{1,3}")
 _TEMP_NC = re.compile(r"\.(?P<name>.+\.nc)\.(?P<pid>[0-9]+)\.[0-9a-f]+\.tmp")
 #: how often claims of dead processes on this host (and stale claims) are looked for
 _RECOVERY_PERIOD_SECONDS = 60.0
+#: a Dask scheduler address, e.g. ``tcp://10.0.0.5:8786``
+_SCHEDULER = re.compile(r"(tcp|tls|ucx|ws|wss|inproc)://\S+")
 
 
 def default_worker_id() -> str:
@@ -109,6 +116,10 @@ class ProcessingDaemonConfig:
     #: a claim older than this (any host) is considered abandoned and recovered
     stale_claim_seconds: float = 3600
     worker_id: str = field(default_factory=default_worker_id)
+    #: where conversions run: local worker processes, or a Dask.distributed cluster
+    executor: Literal["processes", "dask"] = "processes"
+    #: the Dask scheduler address (``tcp://host:8786``); required with ``executor="dask"``
+    dask_scheduler: str | None = None
 
     def __post_init__(self) -> None:
         for key in ("local_bufr_dir", "local_netcdf_dir", "state_db"):
@@ -137,6 +148,30 @@ class ProcessingDaemonConfig:
         _positive("stale_claim_seconds", self.stale_claim_seconds)
         if not isinstance(self.worker_id, str) or not self.worker_id.strip():
             raise ConfigError("worker_id", f"must be a non-empty string, got {self.worker_id!r}")
+        self._check_executor()
+
+    def _check_executor(self) -> None:
+        if self.executor not in ("processes", "dask"):
+            raise ConfigError("executor", f"must be 'processes' or 'dask', got {self.executor!r}")
+        address = self.dask_scheduler
+        if address is not None and (
+            not isinstance(address, str) or _SCHEDULER.fullmatch(address) is None
+        ):
+            raise ConfigError(
+                "dask_scheduler", f"{address!r} is not a scheduler address such as tcp://host:8786"
+            )
+        if self.executor == "processes" and address is not None:
+            raise ConfigError("dask_scheduler", "is only used with executor = 'dask'")
+        if self.executor == "dask":
+            if address is None:
+                raise ConfigError(
+                    "dask_scheduler", "is required with executor = 'dask', e.g. tcp://host:8786"
+                )
+            if importlib.util.find_spec("distributed") is None:
+                raise ConfigError(
+                    "executor",
+                    "'dask' needs the distributed package: pip install 'radarlib[distributed]'",
+                )
 
     def _resolve_radar(self) -> None:
         given = {k: getattr(self, k) for k in ("radar_name", "radar_code") if getattr(self, k)}
@@ -209,7 +244,7 @@ class ProcessingDaemon:
         self._stop_requested = False
         self._running = False
         self._tracker: SQLiteStateTracker | None = None
-        self._pool: ConversionPool | None = None
+        self._pool: ConversionExecutor | None = None
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._recording: set[str] = set()
         self._last_recovery = 0.0
@@ -244,16 +279,20 @@ class ProcessingDaemon:
         if self._stop_requested:
             self._stop_event.set()
         await asyncio.to_thread(self._open)
-        self._pool = ConversionPool(
-            self.config.max_concurrent_processing, converter=self._converter
-        )
+        self._pool = self._make_pool()
         self._running = True
         warm = asyncio.create_task(self._pool.warm_up())
+        where = (
+            f"on the Dask cluster {self.config.dask_scheduler}"
+            if self.config.executor == "dask"
+            else "workers"
+        )
         log.info(
-            "processing daemon %s started for radar %s (%d workers, poll %.3gs)",
+            "processing daemon %s started for radar %s (%d %s, poll %.3gs)",
             self.worker_id,
             self.config.radar,
             self.config.max_concurrent_processing,
+            where,
             self.config.poll_interval,
             extra={"radar": self.config.radar},
         )
@@ -307,6 +346,16 @@ class ProcessingDaemon:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def _make_pool(self) -> ConversionExecutor:
+        """Local worker processes, or the Dask cluster of ``config.dask_scheduler``."""
+        if self.config.executor == "dask" and self.config.dask_scheduler is not None:
+            from radarlib.io.ftp.dask_pool import DaskConversionPool
+
+            return DaskConversionPool(
+                self.config.dask_scheduler, self.config.max_concurrent_processing
+            )
+        return ConversionPool(self.config.max_concurrent_processing, converter=self._converter)
+
     def _open(self) -> None:
         from radarlib.state.sqlite import SQLiteStateTracker
 
@@ -317,10 +366,22 @@ class ProcessingDaemon:
         self._remove_orphan_temp_files()
 
     def _remove_orphan_temp_files(self) -> None:
-        """Delete temporary NetCDF files whose writer process is dead (a killed conversion)."""
+        """Delete temporary NetCDF files whose writer process is dead (a killed conversion).
+
+        With a Dask cluster the writer may be on another host, where its pid means nothing
+        here: a temporary file is then an orphan only once older than ``stale_claim_seconds``.
+        """
+        remote = self.config.executor == "dask"
         for path in self.config.local_netcdf_dir.glob(".*.tmp"):
             match = _TEMP_NC.fullmatch(path.name)
-            if match is None or _pid_alive(int(match["pid"])):
+            if match is None:
+                continue
+            if remote:
+                with contextlib.suppress(FileNotFoundError):
+                    age = time.time() - path.stat().st_mtime
+                    if age < self.config.stale_claim_seconds:
+                        continue
+            elif _pid_alive(int(match["pid"])):
                 continue
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -537,6 +598,10 @@ class ProcessingDaemon:
                 outcome = await pool.convert(job)
             except asyncio.CancelledError:
                 raise
+            except ExecutorUnavailableError as exc:
+                self._recording.add(volume_id)
+                await asyncio.shield(asyncio.to_thread(self._release, volume_id, str(exc)))
+                return
             except WorkerDiedError as exc:
                 outcome = ConversionOutcome(
                     volume_id, ok=False, error_type="WorkerDiedError", error=str(exc)
@@ -563,6 +628,17 @@ class ProcessingDaemon:
             self._in_flight.pop(volume_id, None)
             if self._slot_freed is not None:
                 self._slot_freed.set()
+
+    def _release(self, volume_id: str, reason: str) -> None:
+        """Return a volume to pending without counting an attempt (no worker could take it)."""
+        extra = {"volume_id": volume_id, "radar": self.config.radar}
+        try:
+            self._db().release_volume(volume_id, self.worker_id)
+        except Exception:
+            log.exception("volume %s: could not return it to pending", volume_id, extra=extra)
+            return
+        self._counters["volumes_released"] += 1
+        log.error("volume %s: returned to pending: %s", volume_id, reason, extra=extra)
 
     def _record(self, row: Mapping[str, Any], outcome: ConversionOutcome) -> None:
         """Write the outcome of one conversion to the database (blocking)."""
@@ -644,11 +720,9 @@ class ProcessingDaemon:
         if abandoned:
             await asyncio.gather(*abandoned.values(), return_exceptions=True)
         if pool is not None:
+            await pool.close(abandon=bool(abandoned))
             if abandoned:
-                pool.kill()
                 await asyncio.to_thread(self._remove_orphan_temp_files)
-            else:
-                await asyncio.to_thread(pool.shutdown)
         # conversions that were already recording when the grace ended: let them finish
         rest = [t for t in tasks.values() if not t.done()]
         if rest:

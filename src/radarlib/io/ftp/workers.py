@@ -11,6 +11,10 @@ was running reports :class:`WorkerDiedError` and the next job gets a fresh pool.
 other exception raised by the converter comes back as a failed :class:`ConversionOutcome`
 carrying the error's type, text and traceback, so nothing needs to be unpickled that a
 worker could not pickle.
+
+:class:`ConversionExecutor` is what the processing daemon needs from a pool; this module's
+:class:`ConversionPool` is the local implementation, :mod:`radarlib.io.ftp.dask_pool` the
+Dask.distributed one (both run :func:`run_job`).
 """
 
 from __future__ import annotations
@@ -31,13 +35,15 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "DEFAULT_CONVERTER",
+    "ConversionExecutor",
     "ConversionJob",
     "ConversionOutcome",
     "ConversionPool",
+    "ExecutorUnavailableError",
     "WorkerDiedError",
     "run_job",
 ]
@@ -50,6 +56,10 @@ DEFAULT_CONVERTER = "radarlib.convert:convert_volume"
 
 class WorkerDiedError(RuntimeError):
     """A worker process died while running a job (the pool was broken and is recreated)."""
+
+
+class ExecutorUnavailableError(RuntimeError):
+    """No worker can take jobs now (e.g. the Dask scheduler is unreachable): not the job's fault."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,7 @@ def _convert_options(job: ConversionJob) -> Any:
 
 def run_job(job: ConversionJob) -> ConversionOutcome:
     """Run one conversion in a worker; every exception becomes a failed outcome."""
+    os.environ.setdefault("PYART_QUIET", "1")  # workers not started by _init_worker (Dask)
     started = time.perf_counter()
     try:
         for name in job.files:
@@ -167,6 +178,30 @@ def _ping() -> int:
     return os.getpid()
 
 
+class ConversionExecutor(Protocol):
+    """What the processing daemon needs from a pool of conversion workers.
+
+    ``convert`` raises :class:`WorkerDiedError` when the worker running the job was lost (the
+    daemon records a failed attempt) and :class:`ExecutorUnavailableError` when no worker could
+    be reached (the daemon returns the volume to pending without counting an attempt).
+    """
+
+    #: workers lost so far (reported as ``worker_restarts``)
+    restarts: int
+    #: True when workers may run on other hosts (their process ids mean nothing here)
+    remote: bool
+
+    async def warm_up(self) -> None:
+        """Get workers ready before the first job (best effort, errors are ignored)."""
+
+    async def convert(self, job: ConversionJob) -> ConversionOutcome:
+        """Run ``job`` on a worker and return its outcome."""
+        ...
+
+    async def close(self, *, abandon: bool) -> None:
+        """Release the workers; ``abandon``: jobs still running must not finish (shutdown)."""
+
+
 class ConversionPool:
     """``max_workers`` single-process ``spawn`` executors: a dying worker only costs its own job.
 
@@ -181,6 +216,7 @@ class ConversionPool:
         self.max_workers = max_workers
         self.converter = converter
         self.restarts = 0
+        self.remote = False
         self._executors: list[ProcessPoolExecutor | None] = [None] * max_workers
         self._free: list[int] = list(range(max_workers))
         self._slots: asyncio.Semaphore | None = None
@@ -266,3 +302,10 @@ class ConversionPool:
         self._executors = [None] * self.max_workers
         for executor in executors:
             executor.shutdown(wait=True, cancel_futures=True)
+
+    async def close(self, *, abandon: bool) -> None:
+        """:meth:`kill` the workers (``abandon``) or :meth:`shutdown` them in a thread."""
+        if abandon:
+            self.kill()
+        else:
+            await asyncio.to_thread(self.shutdown)
