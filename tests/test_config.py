@@ -314,3 +314,40 @@ def test_cli_reports_missing_password(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "sources.main.password_env" in result.stderr and DEFAULT_PASSWORD_ENV in result.stderr
+
+
+def test_processing_executor_dask_reaches_the_daemon_config(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    text = MINIMAL + '[processing]\nexecutor = "dask"\ndask_scheduler = "tcp://10.0.0.5:8786"\n'
+    config = load_config(write(tmp_path, text), env={DEFAULT_PASSWORD_ENV: "pw"})
+    assert config.processing == {"executor": "dask", "dask_scheduler": "tcp://10.0.0.5:8786"}
+    proc = config.processing_config("RMA1")
+    assert (proc.executor, proc.dask_scheduler) == ("dask", "tcp://10.0.0.5:8786")
+    default = load_config(write(tmp_path, MINIMAL), env={DEFAULT_PASSWORD_ENV: "pw"})
+    proc = default.processing_config("RMA1")
+    assert (proc.executor, proc.dask_scheduler) == ("processes", None)
+
+
+@pytest.mark.parametrize(
+    ("snippet", "key", "words"),
+    [
+        ('executor = "threads"\n', "processing.executor", "processes, dask"),
+        ('executor = "dask"\n', "processing.dask_scheduler", "required with executor = 'dask'"),
+        (
+            'executor = "dask"\ndask_scheduler = "10.0.0.5:8786"\n',
+            "processing.dask_scheduler",
+            "tcp://host:8786",
+        ),
+        ('dask_scheduler = "tcp://h:8786"\n', "processing.dask_scheduler", "only used"),
+        ("dask_scheduler = 8786\n", "processing.dask_scheduler", "must be a string"),
+    ],
+)
+def test_processing_executor_errors_name_the_key(
+    tmp_path: Path, snippet: str, key: str, words: str
+) -> None:
+    pytest.importorskip("distributed")
+    path = write(tmp_path, MINIMAL + "[processing]\n" + snippet)
+    with pytest.raises(ConfigError) as info:  # at load, or when `radarlib run` builds the daemon
+        load_config(path, env={DEFAULT_PASSWORD_ENV: "pw"}).processing_config("RMA1")
+    assert info.value.key == key
+    assert key in str(info.value) and words in str(info.value)

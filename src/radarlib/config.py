@@ -286,6 +286,9 @@ _PROCESSING_KEYS: dict[str, Validator] = {
     "retry_backoff_max_seconds": _number(0.0),
     "shutdown_grace_seconds": _number(0.0),
     "stale_claim_seconds": _number(positive=True),
+    # where conversions run; "dask" also needs dask_scheduler (checked by the daemon config)
+    "executor": _choice("processes", "dask"),
+    "dask_scheduler": _text,
 }
 _OUTPUT_KEYS: dict[str, Validator] = {"compression_level": _int(0, 9)}
 _TIMEOUT_KEYS = ("connect_timeout", "command_timeout", "data_timeout")
