@@ -17,7 +17,9 @@ from radarlib import __version__
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: Sub-command modules under :mod:`radarlib.cli`, in ``--help`` order.
-COMMANDS: tuple[str, ...] = ("inspect", "convert", "run", "status", "reprocess", "demo")
+COMMANDS: tuple[str, ...] = (
+    "inspect", "convert", "run", "status", "reprocess", "demo", "dashboard",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
