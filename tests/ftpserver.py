@@ -7,8 +7,11 @@
 Features the download-daemon tests need: start/stop/restart on the same port, optional
 throttling of downloads (bytes per second, changeable while running) so a transfer can be
 interrupted, a log of RETR and listing commands, and injected extra listing lines
-(hostile names that a real file system cannot hold). ``python tests/ftpserver.py --root DIR``
-runs one in its own process (used by benchmarks/bench_download.py) and prints its port.
+(hostile names that a real file system cannot hold), and explicit FTPS: with ``certfile``
+(PEM chain) and ``keyfile`` it requires TLS on the control and the data channels (needs
+pyOpenSSL); ``retrieved_tls`` then logs, per RETR, whether the data channel was protected.
+``python tests/ftpserver.py --root DIR`` runs one in its own process (used by
+benchmarks/bench_download.py) and prints its port.
 
 The pytest fixture :func:`ftp_server` serves ``tmp_path / "ftproot"``.
 """
@@ -55,6 +58,8 @@ class FTPServerThread:
         write_limit: int = 0,
         mlsd: bool = True,
         rest: bool = True,
+        certfile: Path | None = None,
+        keyfile: Path | None = None,
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -63,11 +68,14 @@ class FTPServerThread:
         self.host = host
         self.port = port
         self.retrieved: list[str] = []
+        self.retrieved_tls: list[bool] = []
         self.listed: list[str] = []
         self.extra_listing: dict[str, list[str]] = {}
         self.failed_logins = 0
         self.mlsd = mlsd
         self.rest = rest
+        self.certfile = certfile
+        self.keyfile = keyfile
         self._lock = threading.Lock()
         self._server: FTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -78,10 +86,16 @@ class FTPServerThread:
     # -- handler classes bound to this server ---------------------------------------------
     def _make_handler(self) -> type[FTPHandler]:
         owner = self
+        base: type[FTPHandler] = FTPHandler
+        dtp_base: type[DTPHandler] = ThrottledDTPHandler
+        if self.certfile is not None:  # explicit FTPS, required on both channels
+            from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
 
-        class DTP(ThrottledDTPHandler):
-            def use_sendfile(self) -> bool:  # sendfile only when not throttled
-                return not type(self).write_limit and DTPHandler.use_sendfile(self)
+            base, dtp_base = TLS_FTPHandler, TLS_DTPHandler
+
+        class DTP(dtp_base):  # type: ignore[valid-type,misc,unused-ignore]
+            def use_sendfile(self) -> bool:  # sendfile only when not throttled (never on TLS)
+                return not getattr(type(self), "write_limit", 0) and super().use_sendfile()
 
         class FS(AbstractedFS):
             def _extra(self, basedir: str) -> list[str]:
@@ -104,13 +118,15 @@ class FTPServerThread:
                     line = f"-rw-r--r--   1 owner    group          10 Jan 01 00:00 {name}\r\n"
                     yield line.encode("utf-8", "surrogateescape")
 
-        class Handler(FTPHandler):
+        class Handler(base):  # type: ignore[valid-type,misc,unused-ignore]
             def _record(self, log: list[str], path: str) -> None:
                 with owner._lock:
                     log.append(self.fs.fs2ftp(path))
 
             def ftp_RETR(self, file: str) -> Any:
                 self._record(owner.retrieved, file)
+                with owner._lock:
+                    owner.retrieved_tls.append(bool(getattr(self, "_prot", False)))
                 return super().ftp_RETR(file)
 
             def ftp_MLSD(self, path: str) -> Any:
@@ -136,8 +152,14 @@ class FTPServerThread:
         Handler.authorizer = authorizer
         if not self.mlsd:  # a server without RFC 3659 listings: clients must use LIST
             Handler.proto_cmds = {
-                k: v for k, v in FTPHandler.proto_cmds.items() if k not in ("MLSD", "MLST")
+                k: v for k, v in base.proto_cmds.items() if k not in ("MLSD", "MLST")
             }
+        if self.certfile is not None:
+            Handler.certfile = str(self.certfile)
+            Handler.keyfile = str(self.keyfile) if self.keyfile else None
+            Handler.ssl_context = None  # built from the files above, for this class only
+            Handler.tls_control_required = True
+            Handler.tls_data_required = True
         Handler.dtp_handler = DTP
         Handler.abstracted_fs = FS
         Handler.auth_failed_timeout = 0.05
@@ -147,6 +169,8 @@ class FTPServerThread:
 
     def throttle(self, bytes_per_second: int) -> None:
         """Limit each download to ``bytes_per_second`` (0 = unlimited); applies immediately."""
+        if self.certfile is not None and bytes_per_second:
+            raise ValueError("throttling is not available on the FTPS server")
         self._handler.dtp_handler.write_limit = int(bytes_per_second)
 
     def set_password(self, password: str) -> None:

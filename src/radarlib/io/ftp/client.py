@@ -25,6 +25,8 @@ import logging
 import queue
 import socket
 import ssl
+import struct
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -148,6 +150,24 @@ def _store_blocks(
         free.put(buffer)
 
 
+def _arm(sock: socket.socket, timeout: float) -> int:
+    """Set the stall timeout on a data socket; returns the ``recv`` flags to use.
+
+    On Linux a plain socket blocks in the kernel with ``SO_RCVTIMEO`` and ``MSG_WAITALL``,
+    so one call fills a whole block (a few system calls per MiB, no poll in between) and a
+    call that gets no byte for ``timeout`` seconds fails with ``EAGAIN``. TLS sockets (and
+    other systems) use Python's socket timeout, which also counts from the last byte.
+    """
+    if sys.platform == "linux" and not isinstance(sock, ssl.SSLSocket):
+        sock.settimeout(None)
+        seconds = int(timeout)
+        micros = int((timeout - seconds) * 1e6)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", seconds, micros))
+        return socket.MSG_WAITALL
+    sock.settimeout(timeout)
+    return 0
+
+
 def _receive_file(
     sock: socket.socket,
     path: Path,
@@ -170,7 +190,7 @@ def _receive_file(
     free: queue.SimpleQueue[Any] = queue.SimpleQueue()
     for _ in range(_BUFFERS):
         free.put(bytearray(_READ_BLOCK))
-    sock.settimeout(timeout)
+    flags = _arm(sock, timeout)
     with open(path, "ab" if append else "wb") as out:
         storer = _DATA_POOL.submit(_store_blocks, out, digest, full, free)
         try:
@@ -182,8 +202,10 @@ def _receive_file(
                 view, filled = memoryview(buffer), 0
                 while filled < _READ_BLOCK:
                     try:
-                        count = sock.recv_into(view[filled:])
-                    except TimeoutError:
+                        count = sock.recv_into(view[filled:], 0, flags)
+                    except (TimeoutError, BlockingIOError):  # nothing for `timeout` seconds
+                        if aborted.is_set():
+                            raise _Aborted from None
                         raise _Stalled from None
                     except OSError:
                         if aborted.is_set():
@@ -521,6 +543,8 @@ class FTPClient:
                 sock.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(BaseException):  # the thread ends at once: wait for it,
                 await asyncio.wait({future})  # so no write follows the caller's cleanup
+            if future.done() and not future.cancelled():
+                future.exception()  # _Aborted (expected): retrieved, not logged as lost
             raise
         except _Stalled:
             raise TransportError(

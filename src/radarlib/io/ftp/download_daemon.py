@@ -32,6 +32,7 @@ import contextlib
 import logging
 import os
 import random
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
@@ -110,6 +111,12 @@ class DateBasedDaemonConfig:
     ``password=None`` reads :data:`PASSWORD_ENV` when connecting (never stored, logged or
     shown in ``repr``). ``end_date=None`` runs continuously; the end date is inclusive.
     ``local_layout="date"`` stores files under ``<dir>/<RADAR>/<YYYY>/<MM>/<DD>/``.
+
+    ``use_tls=True`` is explicit FTPS (AUTH TLS, then PBSZ 0 / PROT P: control and data
+    channels encrypted). The server certificate and host name are always verified, against
+    the system trust store or, when given, the PEM bundle ``tls_ca_file`` (e.g. a private CA
+    or a self-signed server certificate). There is deliberately no switch to turn
+    verification off: an unverified TLS connection would only look secure.
     """
 
     host: str
@@ -141,6 +148,7 @@ class DateBasedDaemonConfig:
     lookback_hours: float = 2.0
     use_tls: bool = False
     local_layout: Literal["flat", "date"] = "flat"
+    tls_ca_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host.strip():
@@ -188,10 +196,25 @@ class DateBasedDaemonConfig:
         for key in ("verify_checksums", "resume_partial", "use_tls"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(key, f"must be true or false, got {getattr(self, key)!r}")
+        ca_file = self.tls_ca_file
+        if ca_file is not None:
+            if not isinstance(ca_file, (str, os.PathLike)) or not str(ca_file):
+                raise ConfigError("tls_ca_file", f"must be a path or None, got {ca_file!r}")
+            self.tls_ca_file = Path(ca_file)
         if self.local_layout not in ("flat", "date"):
             raise ConfigError(
                 "local_layout", f"must be 'flat' or 'date', got {self.local_layout!r}"
             )
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The verifying TLS context for ``use_tls`` (None without TLS); ConfigError if unusable."""
+        if not self.use_tls:
+            return None
+        cafile = self.tls_ca_file
+        try:
+            return ssl.create_default_context(cafile=str(cafile) if cafile else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError("tls_ca_file", f"cannot load {cafile}: {exc}") from None
 
     @property
     def lookback(self) -> timedelta:
@@ -298,6 +321,7 @@ class DateBasedFTPDaemon:
         self._stop_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
+        self._ssl_context: ssl.SSLContext | None = None
         self._reset_run_state()
 
     def _reset_run_state(self) -> None:
@@ -390,6 +414,7 @@ class DateBasedFTPDaemon:
         stopper = asyncio.create_task(self._stop_event.wait())
         try:
             self._root = await asyncio.to_thread(self._prepare_root)
+            self._ssl_context = await asyncio.to_thread(self.config.ssl_context)
             if self._tracker is None:
                 from radarlib.state.sqlite import SQLiteStateTracker
 
@@ -454,6 +479,7 @@ class DateBasedFTPDaemon:
             command_timeout=c.command_timeout,
             data_timeout=c.data_timeout,
             use_tls=c.use_tls,
+            ssl_context=self._ssl_context,
         )
 
     async def _connect(self, role: str) -> FTPClient:
