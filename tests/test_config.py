@@ -119,7 +119,7 @@ def test_unknown_key_is_named(tmp_path: Path, snippet: str, key: str) -> None:
             "processing.max_concurrent_processing",
             "must be an integer",
         ),
-        ("[output]\ncompression_level = 12\n", "output.compression_level", "<= 9"),
+        ("[output]\ncompression_level = 12\n", "output.compression_level", "between 0 and 9"),
         ("[logging]\nlevel = 'LOUD'\n", "logging.level", "DEBUG"),
         ("[paths]\nnetcdf_dir = '{root}/{station}'\n", "paths.netcdf_dir", "{station}"),
         ("[volume_types.0315]\n01 = 'DBZH'\n", "volume_types.0315.01", "list"),

@@ -28,6 +28,7 @@ from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from radarlib.checks import check_bool, check_integer, check_number, type_name
 from radarlib.errors import ConfigError
 from radarlib.filename import parse_iso
 from radarlib.volume_types import DEFAULT_VOLUME_TYPES, validate_volume_types
@@ -63,55 +64,22 @@ Validator = Callable[[str, Any], Any]
 # --------------------------------------------------------------------------- value validators
 
 
-def _type_name(value: object) -> str:
-    return {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "an array",
-        dict: "a table",
-    }.get(type(value), type(value).__name__)
-
-
 def _int(minimum: int | None = None, maximum: int | None = None) -> Validator:
-    def check(key: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(key, f"must be an integer, not {_type_name(value)} ({value!r})")
-        if minimum is not None and value < minimum:
-            raise ConfigError(key, f"must be >= {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise ConfigError(key, f"must be <= {maximum}, got {value}")
-        return value
-
-    return check
+    return lambda key, value: check_integer(key, value, minimum, maximum)
 
 
 def _number(minimum: float | None = None, *, positive: bool = False) -> Validator:
-    def check(key: str, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(key, f"must be a number, not {_type_name(value)} ({value!r})")
-        number = float(value)
-        if number != number:  # NaN
-            raise ConfigError(key, "must be a number, not nan")
-        if positive and number <= 0:
-            raise ConfigError(key, f"must be > 0, got {value}")
-        if minimum is not None and number < minimum:
-            raise ConfigError(key, f"must be >= {minimum:g}, got {value}")
-        return number
-
-    return check
+    if positive:
+        return lambda key, value: check_number(key, value, minimum=0.0, strict=True)
+    return lambda key, value: check_number(key, value, minimum=minimum, strict=False)
 
 
-def _bool(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(key, f"must be true or false, not {_type_name(value)} ({value!r})")
-    return value
+_bool: Validator = check_bool
 
 
 def _text(key: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise ConfigError(key, f"must be a string, not {_type_name(value)} ({value!r})")
+        raise ConfigError(key, f"must be a string, not {type_name(value)} ({value!r})")
     if not value.strip():
         raise ConfigError(key, "must not be empty")
     return value
@@ -177,7 +145,7 @@ def _template(key: str, value: Any) -> str:
 
 def _table(key: str, value: Any) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise ConfigError(key, f"must be a table, not {_type_name(value)} ({value!r})")
+        raise ConfigError(key, f"must be a table, not {type_name(value)} ({value!r})")
     return value
 
 

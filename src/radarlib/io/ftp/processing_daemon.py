@@ -35,6 +35,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from radarlib.checks import check_bool, check_integer, check_number
 from radarlib.errors import ConfigError
 from radarlib.filename import format_iso
 from radarlib.io.ftp.workers import (
@@ -71,19 +72,7 @@ def default_worker_id() -> str:
 
 
 def _positive(key: str, value: object, *, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(key, f"must be a number, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(key, f"must be {bound}, got {value!r}")
-
-
-def _integer(key: str, value: object, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(key, f"must be an integer, got {value!r}")
-    if value < low or (high is not None and value > high):
-        span = f">= {low}" if high is None else f"between {low} and {high}"
-        raise ConfigError(key, f"must be {span}, got {value!r}")
+    check_number(key, value, minimum=0.0, strict=not allow_zero)
 
 
 @dataclass(kw_only=True)
@@ -134,16 +123,13 @@ class ProcessingDaemonConfig:
         self.volume_types = validate_volume_types(self.volume_types)
         self._resolve_radar()
         _positive("poll_interval", self.poll_interval)
-        _integer("max_concurrent_processing", self.max_concurrent_processing, 1, 64)
-        if not isinstance(self.allow_incomplete, bool):
-            raise ConfigError(
-                "allow_incomplete", f"must be true or false, got {self.allow_incomplete!r}"
-            )
+        check_integer("max_concurrent_processing", self.max_concurrent_processing, 1, 64)
+        check_bool("allow_incomplete", self.allow_incomplete)
         _positive("incomplete_timeout_hours", self.incomplete_timeout_hours, allow_zero=True)
-        _integer("max_attempts", self.max_attempts, 1)
+        check_integer("max_attempts", self.max_attempts, 1)
         _positive("retry_backoff_seconds", self.retry_backoff_seconds, allow_zero=True)
         _positive("retry_backoff_max_seconds", self.retry_backoff_max_seconds, allow_zero=True)
-        _integer("compression_level", self.compression_level, 0, 9)
+        check_integer("compression_level", self.compression_level, 0, 9)
         _positive("shutdown_grace_seconds", self.shutdown_grace_seconds, allow_zero=True)
         _positive("stale_claim_seconds", self.stale_claim_seconds)
         if not isinstance(self.worker_id, str) or not self.worker_id.strip():
