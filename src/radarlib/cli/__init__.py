@@ -11,15 +11,39 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from radarlib import __version__
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "add_command", "add_state_arguments", "build_parser", "main"]
 
 #: Sub-command modules under :mod:`radarlib.cli`, in ``--help`` order.
 COMMANDS: tuple[str, ...] = (
     "inspect", "convert", "run", "status", "reprocess", "demo", "dashboard",
 )  # fmt: skip
+
+
+def add_command(subparsers: Any, name: str, help: str, doc: str | None) -> argparse.ArgumentParser:
+    """A sub-command parser described by its module docstring (all but its first paragraph)."""
+    return subparsers.add_parser(
+        name,
+        help=help,
+        description=doc.split("\n\n", 1)[-1] if doc else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def add_state_arguments(parser: argparse.ArgumentParser, *, several_dbs: bool = False) -> None:
+    """``--config FILE | --db FILE`` (the state databases to read) and ``--radar CODE``."""
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", "-c", help="the TOML config (its state database(s))")
+    if several_dbs:
+        where.add_argument(
+            "--db", action="append", metavar="FILE", help="a state database file (repeatable)"
+        )
+    else:
+        where.add_argument("--db", metavar="FILE", help="a state database file")
+    parser.add_argument("--radar", action="append", metavar="CODE", help="only this radar")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from radarlib.cli import add_command, add_state_arguments
 from radarlib.errors import RadarlibError
 
 __all__ = ["register"]
@@ -99,18 +100,13 @@ def _handle(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``dashboard`` sub-command."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "dashboard",
-        help="serve a read-only status page, /api/status (JSON) and /healthz over HTTP",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "serve a read-only status page, /api/status (JSON) and /healthz over HTTP",
+        __doc__,
     )
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--config", "-c", help="the TOML config (its state database(s))")
-    where.add_argument(
-        "--db", action="append", metavar="FILE", help="a state database file (repeatable)"
-    )
-    parser.add_argument("--radar", action="append", metavar="CODE", help="only this radar")
+    add_state_arguments(parser, several_dbs=True)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
         "--port", type=_bounded(0, 65535), default=8080, help="TCP port, 0 = any free one"

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from radarlib.cli import add_command
 from radarlib.errors import RadarlibError
 
 __all__ = ["register"]
@@ -44,11 +45,11 @@ def register(subparsers: Any) -> None:
     """Add the ``demo`` sub-command."""
     from radarlib.cli.run import add_logging_arguments
 
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "demo",
-        help="run the whole pipeline on a local FTP server with synthetic and sample volumes",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run the whole pipeline on a local FTP server with synthetic and sample volumes",
+        __doc__,
     )
     parser.add_argument(
         "--output", "-o", default="demo-output", help="folder for everything the demo writes"

@@ -19,8 +19,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from radarlib.cli import add_command, add_state_arguments
 from radarlib.errors import ConfigError, RadarlibError
 from radarlib.filename import parse_iso
+from radarlib.status import status_targets
 
 __all__ = ["register", "reprocess"]
 
@@ -72,24 +74,10 @@ def reprocess(
     return chosen
 
 
-def _targets(args: argparse.Namespace) -> list[tuple[Path, list[str] | None]]:
-    if args.db:
-        return [(Path(args.db), args.radar)]
-    from radarlib.config import load_config
-
-    config = load_config(args.config, resolve_secrets=False)
-    wanted = args.radar or [r.code for r in config.radars]
-    targets: dict[Path, list[str]] = {}
-    for code in wanted:
-        config.radar(code)
-        targets.setdefault(config.state_db(code), []).append(code)
-    return list(targets.items())
-
-
 def _handle(args: argparse.Namespace) -> int:
     total = 0
     try:
-        for db, radars in _targets(args):
+        for db, radars in status_targets(args.config, [args.db] if args.db else [], args.radar):
             ids = reprocess(
                 db,
                 args.status,
@@ -117,22 +105,19 @@ def _handle(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``reprocess`` sub-command."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "reprocess",
-        help="put failed (or completed, expired) volumes back to pending",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "put failed (or completed, expired) volumes back to pending",
+        __doc__,
     )
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--config", "-c", help="the TOML config (its state database(s))")
-    where.add_argument("--db", help="a state database file")
+    add_state_arguments(parser)
     parser.add_argument(
         "--status",
         required=True,
         choices=["failed", "completed", "expired"],
         help="which volumes to reset",
     )
-    parser.add_argument("--radar", action="append", metavar="CODE", help="only this radar")
     parser.add_argument("--since", type=_moment, help="observation time from (UTC, inclusive)")
     parser.add_argument("--until", type=_moment, help="observation time to (UTC, inclusive)")
     parser.add_argument("--volume", action="append", metavar="ID", help="only this volume id")

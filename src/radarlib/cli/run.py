@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from radarlib.cli import add_command
 from radarlib.config import Config, load_config
 from radarlib.errors import ConfigError, RadarlibError
 from radarlib.logsetup import bind_radar, setup_logging
@@ -238,11 +239,11 @@ def _handle(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``run`` sub-command."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "run",
-        help="run the download and processing daemons of the configured radars",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run the download and processing daemons of the configured radars",
+        __doc__,
     )
     parser.add_argument("--config", "-c", required=True, help="the TOML config file")
     parser.add_argument(

@@ -20,6 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from radarlib.cli import add_command, add_state_arguments
 from radarlib.errors import RadarlibError
 from radarlib.status import DatabaseStatus, RadarStatus, collect_status, status_targets
 
@@ -105,16 +106,13 @@ def _handle(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``status`` sub-command."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "status",
-        help="volumes per radar and status, incomplete volumes, failures, last download",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "volumes per radar and status, incomplete volumes, failures, last download",
+        __doc__,
     )
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--config", "-c", help="the TOML config (its state database(s))")
-    where.add_argument("--db", help="a state database file")
-    parser.add_argument("--radar", action="append", metavar="CODE", help="only this radar")
+    add_state_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--limit", type=int, default=10, help="entries per list (default 10)")
     parser.set_defaults(handler=_handle)
