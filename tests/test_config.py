@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -351,3 +351,33 @@ def test_processing_executor_errors_name_the_key(
         load_config(path, env={DEFAULT_PASSWORD_ENV: "pw"}).processing_config("RMA1")
     assert info.value.key == key
     assert key in str(info.value) and words in str(info.value)
+
+
+def test_tls_ca_file_is_relative_to_the_config_and_checked_by_the_daemon(tmp_path: Path) -> None:
+    tls = MINIMAL.replace(
+        'username = "radar"', 'username = "radar"\nuse_tls = true\ntls_ca_file = "certs/ca.pem"'
+    )
+    error = error_for(tmp_path, tls)  # the file does not exist yet
+    assert error.key == "sources.main.tls_ca_file" and "no such file" in str(error)
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "test CA")])
+    moment = datetime.now(timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(1)
+        .not_valid_before(moment).not_valid_after(moment + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    config = load_config(write(tmp_path, tls), env={"RADARLIB_FTP_PASSWORD": "pw"})
+    assert config.sources["main"].tls_ca_file == tmp_path / "certs" / "ca.pem"
+    daemon_config = config.download_config("RMA1")
+    assert daemon_config.ssl_context() is not None  # loads the CA
+    assert daemon_config.use_tls is True
+    assert daemon_config.tls_ca_file == tmp_path / "certs" / "ca.pem"

@@ -188,6 +188,8 @@ class FTPSource:
     password_env: str = DEFAULT_PASSWORD_ENV
     remote_base_path: str = "/L2"
     use_tls: bool = False
+    #: PEM bundle of the CA(s) that signed the server certificate (None: system trust store)
+    tls_ca_file: Path | None = None
     #: connect/command/data timeouts in seconds; None = the download daemon's default
     timeouts: dict[str, Any] = field(default_factory=dict)
 
@@ -268,6 +270,7 @@ _SOURCE_KEYS: dict[str, Validator] = {
     "password_env": _text,
     "remote_base_path": _text,
     "use_tls": _bool,
+    "tls_ca_file": _text,
     **{name: _number(positive=True) for name in _TIMEOUT_KEYS},
 }
 _RADAR_KEYS: dict[str, Validator] = {
@@ -376,6 +379,7 @@ class Config:
                 end_date=radar.end_date,
                 volume_types=self.volume_types,
                 use_tls=source.use_tls,
+                tls_ca_file=source.tls_ca_file,
                 **source.timeouts,
                 **self.download,
             )
@@ -426,6 +430,7 @@ def _parse_source(
     *,
     env: Mapping[str, str],
     source_file: Path | None,
+    base_dir: Path,
     resolve_secrets: bool = True,
 ) -> FTPSource:
     prefix = f"sources.{name}"
@@ -459,6 +464,11 @@ def _parse_source(
             f"environment variable {password_env} is not set "
             f"(the password of user {username!r} on {values['host']})",
         )
+    ca_file = None
+    if "tls_ca_file" in values:
+        ca_file = _base_path(values["tls_ca_file"], base_dir)
+        if not ca_file.is_file():
+            raise ConfigError(f"{prefix}.tls_ca_file", f"no such file: {ca_file}")
     base = values.get("remote_base_path", "/L2")
     if not base.startswith("/"):
         raise ConfigError(f"{prefix}.remote_base_path", f"must start with '/'; got {base!r}")
@@ -471,6 +481,7 @@ def _parse_source(
         password_env=password_env,
         remote_base_path=base.rstrip("/") or "/",
         use_tls=values.get("use_tls", False),
+        tls_ca_file=ca_file,
         timeouts={k: values[k] for k in _TIMEOUT_KEYS if k in values},
     )
 
@@ -541,6 +552,7 @@ def parse_config(
             _table(f"sources.{name}", value),
             env=env,
             source_file=origin,
+            base_dir=base,
             resolve_secrets=resolve_secrets,
         )
         for name, value in sources_table.items()
