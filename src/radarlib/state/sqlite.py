@@ -46,7 +46,7 @@ from radarlib.state.records import (
 from radarlib.state.schema import check_version, ensure_schema
 from radarlib.volume_types import VolumeTypes, expected_fields
 
-__all__ = ["SQLiteStateTracker"]
+__all__ = ["DownloadedFile", "SQLiteStateTracker"]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -164,6 +164,18 @@ def _expected_text(fields: Sequence[str] | None) -> str | None:
 
 def _file_name(filename: str | os.PathLike[str]) -> BufrFileName:
     return BufrFileName.parse(os.fspath(filename))
+
+
+@dataclass(frozen=True)
+class DownloadedFile:
+    """One file for :meth:`SQLiteStateTracker.mark_downloaded_many` (its arguments, as a record)."""
+
+    filename: str | os.PathLike[str]
+    remote_path: str
+    local_path: str | os.PathLike[str] | None
+    file_size: int | None
+    checksum: str | None
+    expected_fields: Sequence[str] | None = None
 
 
 class SQLiteStateTracker:
@@ -471,38 +483,62 @@ class SQLiteStateTracker:
         Raises:
             FileNameError: ``filename`` is not a radar file name (nothing is recorded).
         """
-        name = _file_name(filename)
-        if file_size is not None and (not isinstance(file_size, int) or file_size < 0):
-            raise StateError(f"{name}: file_size must be a non-negative integer, got {file_size!r}")
-        vol = _Volume.of(name.volume_key)
-        expected = _expected_text(expected_fields)
-        local = None if local_path is None else os.fspath(local_path)
+        record = DownloadedFile(
+            filename, remote_path, local_path, file_size, checksum, expected_fields
+        )
+        return self.mark_downloaded_many([record])[0]
+
+    def mark_downloaded_many(self, files: Sequence[DownloadedFile]) -> list[list[str]]:
+        """Record several downloaded files in one transaction (for bursts: one commit).
+
+        Each file is recorded exactly as :meth:`mark_downloaded` would, in order; returns one
+        list per file, ``[volume_id]`` when that file made its volume complete and ready.
+        All or nothing: every name is checked before anything is written, and a failure
+        rolls the whole batch back.
+
+        Raises:
+            FileNameError: a file name is not a radar file name (nothing is recorded).
+        """
+        prepared: list[tuple[BufrFileName, _Volume, str | None, str | None, DownloadedFile]] = []
+        for item in files:
+            name = _file_name(item.filename)
+            size = item.file_size
+            if size is not None and (not isinstance(size, int) or size < 0):
+                raise StateError(f"{name}: file_size must be a non-negative integer, got {size!r}")
+            local = None if item.local_path is None else os.fspath(item.local_path)
+            expected = _expected_text(item.expected_fields)
+            prepared.append((name, _Volume.of(name.volume_key), expected, local, item))
+        if not prepared:
+            return []
+        results: list[list[str]] = []
         with self._write() as conn:
-            now = self._now()
-            # A row that (re)becomes 'downloaded' gets the next id, so sync_volumes() sees it.
-            conn.execute(
-                _DOWNLOAD_UPSERT,
-                (
-                    str(name),
-                    str(remote_path),
-                    local,
-                    file_size,
-                    checksum,
-                    name.radar,
-                    name.strategy,
-                    name.volume_number,
-                    name.field,
-                    vol.observation,
-                    vol.volume_id,
-                    now,
-                    now,
-                    now,
-                ),
-            )
-            # The volume's field set is the aggregate of its downloaded rows: every change of
-            # a row to 'downloaded' happens here, in the same transaction as this merge.
-            ready = self._merge_volume(conn, vol, now, (name.field,), expected)
-        return [vol.volume_id] if ready else []
+            for name, vol, expected, local, item in prepared:
+                now = self._now()
+                # A row that (re)becomes 'downloaded' gets the next id, so sync_volumes() sees it.
+                conn.execute(
+                    _DOWNLOAD_UPSERT,
+                    (
+                        str(name),
+                        str(item.remote_path),
+                        local,
+                        item.file_size,
+                        item.checksum,
+                        name.radar,
+                        name.strategy,
+                        name.volume_number,
+                        name.field,
+                        vol.observation,
+                        vol.volume_id,
+                        now,
+                        now,
+                        now,
+                    ),
+                )
+                # The volume's field set is the aggregate of its downloaded rows: every change
+                # of a row to 'downloaded' happens here, in the same transaction as this merge.
+                ready = self._merge_volume(conn, vol, now, (name.field,), expected)
+                results.append([vol.volume_id] if ready else [])
+        return results
 
     def mark_download_failed(
         self,

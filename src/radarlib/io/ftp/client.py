@@ -10,9 +10,9 @@ refused), :class:`RemotePathError` (a folder that must exist does not), otherwis
 callers may retry. Connects, commands and data transfers all have timeouts; a data transfer
 that makes no progress for ``data_timeout`` seconds is cut and reported as stalled.
 
-File transfers bypass the event loop: the data socket is handed to a thread that receives
-256 KiB blocks while a second thread hashes and writes them (all of which release the GIL),
-so the loop only runs the control conversation and a transfer costs one thread hop. With TLS
+File transfers bypass the event loop: the data socket is handed to a data thread that
+receives and writes each block while a second one hashes it (all of which release the GIL),
+so the loop only runs the control conversation and awaits one future per file. With TLS
 the data channel is wrapped (and verified) with the control connection's context and session.
 """
 
@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import queue
 import socket
 import ssl
@@ -32,7 +33,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import aioftp
 
@@ -42,8 +43,8 @@ __all__ = ["FTPClient", "RemoteEntry", "ReplyError", "Transfer"]
 
 logger = logging.getLogger(__name__)
 
-_READ_BLOCK = 1 << 18  # a transfer is received, hashed and written in blocks of this size
-_BUFFERS = 4  # blocks in flight between the receiving and the hashing/writing thread
+_READ_BLOCK = 1 << 17  # a transfer is received, hashed and written in blocks of this size
+_BUFFERS = 8  # blocks in flight between the receiving/writing and the hashing thread
 _HASH_BLOCK = 1 << 20
 _MAX_DATA_THREADS = 128  # two per concurrent transfer (max_concurrent_downloads <= 64)
 
@@ -134,22 +135,6 @@ class _Stalled(Exception):
     """No byte arrived for ``data_timeout`` seconds."""
 
 
-def _store_blocks(
-    out: BinaryIO, digest: Any, full: queue.SimpleQueue[Any], free: queue.SimpleQueue[Any]
-) -> None:
-    """Hash and write the blocks handed over by :func:`_receive_file`, in order, until None."""
-    while True:
-        item = full.get()
-        if item is None:
-            return
-        buffer, count = item
-        block = memoryview(buffer)[:count]
-        if digest is not None:
-            digest.update(block)
-        out.write(block)
-        free.put(buffer)
-
-
 def _arm(sock: socket.socket, timeout: float) -> int:
     """Set the stall timeout on a data socket; returns the ``recv`` flags to use.
 
@@ -168,6 +153,23 @@ def _arm(sock: socket.socket, timeout: float) -> int:
     return 0
 
 
+def _write_all(fd: int, block: memoryview) -> None:
+    """Write all of ``block`` to the raw descriptor ``fd`` (a short write is continued)."""
+    while block:
+        block = block[os.write(fd, block) :]
+
+
+def _hash_blocks(digest: Any, full: queue.SimpleQueue[Any], free: queue.SimpleQueue[Any]) -> None:
+    """Hash the blocks handed over by :func:`_receive_file`, in order, until None."""
+    while True:
+        item = full.get()
+        if item is None:
+            return
+        buffer, count = item
+        digest.update(memoryview(buffer)[:count])
+        free.put(buffer)
+
+
 def _receive_file(
     sock: socket.socket,
     path: Path,
@@ -178,28 +180,31 @@ def _receive_file(
 ) -> int:
     """Copy a data connection into ``path`` (in a data thread); returns the bytes received.
 
-    This thread only receives, filling blocks of ``_READ_BLOCK`` bytes; a second data thread
-    hashes and writes each full block meanwhile (``_BUFFERS`` blocks in flight), so hashing
-    overlaps the transfer instead of pausing it. Every block received before a failure is
-    written, so a broken transfer leaves its bytes in the file for a later resume. A socket
-    silent for ``timeout`` seconds raises :class:`_Stalled`; a socket shut down by
-    :class:`FTPClient` (cancellation) raises :class:`_Aborted`.
+    This thread receives blocks of up to ``_READ_BLOCK`` bytes and writes each to a raw
+    descriptor at once (no Python file buffering, no copies: memoryviews of reused buffers),
+    while the kernel keeps receiving into the socket buffer. With a ``digest``, a second
+    data thread hashes each written block meanwhile (``_BUFFERS`` blocks in flight), so the
+    sha256 overlaps the transfer instead of lengthening it; every call involved releases
+    the GIL. Every byte received before a failure is written, so a broken transfer leaves
+    its bytes in the file for a later resume. A socket silent for ``timeout`` seconds
+    raises :class:`_Stalled`; a socket shut down by :class:`FTPClient` (cancellation)
+    raises :class:`_Aborted`.
     """
     received = 0
     full: queue.SimpleQueue[Any] = queue.SimpleQueue()
     free: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    for _ in range(_BUFFERS):
+    for _ in range(_BUFFERS if digest is not None else 1):
         free.put(bytearray(_READ_BLOCK))
     flags = _arm(sock, timeout)
-    with open(path, "ab" if append else "wb") as out:
-        storer = _DATA_POOL.submit(_store_blocks, out, digest, full, free)
-        try:
-            eof = False
-            while not eof:
-                buffer = free.get()
-                if storer.done():  # it only stops early on a write error: raise that
-                    storer.result()
-                view, filled = memoryview(buffer), 0
+    mode = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, mode | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0), 0o666)
+    hasher = _DATA_POOL.submit(_hash_blocks, digest, full, free) if digest is not None else None
+    try:
+        eof = False
+        while not eof:
+            buffer = free.get()
+            view, filled = memoryview(buffer), 0
+            try:
                 while filled < _READ_BLOCK:
                     try:
                         count = sock.recv_into(view[filled:], 0, flags)
@@ -215,12 +220,21 @@ def _receive_file(
                         eof = True
                         break
                     filled += count
+            finally:  # bytes received so far are written, even on failure (resume)
                 if filled:
-                    full.put((buffer, filled))
+                    _write_all(fd, view[:filled])
                     received += filled
-        finally:
-            full.put(None)  # blocks received so far are still written (resume)
-            storer.result()
+                if hasher is None:
+                    free.put(buffer)
+                elif filled:
+                    full.put((buffer, filled))
+                else:
+                    free.put(buffer)
+    finally:
+        os.close(fd)
+        if hasher is not None:
+            full.put(None)
+            hasher.result()
     if aborted.is_set():
         raise _Aborted
     return received
