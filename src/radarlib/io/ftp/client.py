@@ -12,7 +12,8 @@ that makes no progress for ``data_timeout`` seconds is cut and reported as stall
 
 File transfers bypass the event loop: the data socket is handed to a data thread that
 receives and writes each block while a second one hashes it (all of which release the GIL),
-so the loop only runs the control conversation and awaits one future per file. With TLS
+so the loop only runs the control conversation and awaits one future per file. Listings
+take the same path (EPSV, command, data thread, reply: no per-transfer TYPE). With TLS
 the data channel is wrapped (and verified) with the control connection's context and session.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -29,11 +31,11 @@ import ssl
 import struct
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aioftp
 
@@ -44,12 +46,15 @@ __all__ = ["FTPClient", "RemoteEntry", "ReplyError", "Transfer"]
 logger = logging.getLogger(__name__)
 
 _READ_BLOCK = 1 << 17  # a transfer is received, hashed and written in blocks of this size
+_LIST_BLOCK = 1 << 16  # listings are received in blocks of this size
 _BUFFERS = 8  # blocks in flight between the receiving/writing and the hashing thread
 _HASH_BLOCK = 1 << 20
 _MAX_DATA_THREADS = 128  # two per concurrent transfer (max_concurrent_downloads <= 64)
 
 # Transfers hold a thread for their whole duration: a pool of their own, so they never
 # queue behind (or block) the default executor used for SQLite and file system calls.
+_T = TypeVar("_T")
+
 _DATA_POOL = ThreadPoolExecutor(_MAX_DATA_THREADS, thread_name_prefix="ftp-data")
 
 
@@ -102,31 +107,6 @@ def _translated(what: str, *, login: bool = False) -> Iterator[None]:
         raise TransportError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
-class _StallWatch:
-    """Cuts a data connection that makes no progress for ``timeout`` seconds (no per-read cost)."""
-
-    def __init__(self, writer: asyncio.StreamWriter, timeout: float) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._writer = writer
-        self._timeout = timeout
-        self.last = self._loop.time()
-        self.stalled = False
-        self._handle = self._loop.call_later(timeout / 2, self._check)
-
-    def _check(self) -> None:
-        if self._loop.time() - self.last >= self._timeout:
-            self.stalled = True
-            self._writer.transport.abort()
-        else:
-            self._handle = self._loop.call_later(self._timeout / 4, self._check)
-
-    def progress(self) -> None:
-        self.last = self._loop.time()
-
-    def cancel(self) -> None:
-        self._handle.cancel()
-
-
 class _Aborted(Exception):
     """The transfer was cut from the event loop (cancellation): not a server failure."""
 
@@ -170,6 +150,32 @@ def _hash_blocks(digest: Any, full: queue.SimpleQueue[Any], free: queue.SimpleQu
         free.put(buffer)
 
 
+def _recv_into(sock: socket.socket, view: memoryview, flags: int, aborted: threading.Event) -> int:
+    """One ``recv_into``; silence raises :class:`_Stalled`, a cut socket :class:`_Aborted`."""
+    try:
+        return sock.recv_into(view, 0, flags)
+    except (TimeoutError, BlockingIOError):  # nothing for the armed timeout
+        if aborted.is_set():
+            raise _Aborted from None
+        raise _Stalled from None
+    except OSError:
+        if aborted.is_set():
+            raise _Aborted from None
+        raise
+
+
+def _receive_bytes(sock: socket.socket, timeout: float, aborted: threading.Event) -> bytes:
+    """Everything a data connection sends until EOF, in memory (a listing; in a data thread)."""
+    flags = _arm(sock, timeout)
+    view = memoryview(bytearray(_LIST_BLOCK))
+    chunks: list[bytes] = []
+    while count := _recv_into(sock, view, flags, aborted):
+        chunks.append(bytes(view[:count]))
+    if aborted.is_set():
+        raise _Aborted
+    return b"".join(chunks)
+
+
 def _receive_file(
     sock: socket.socket,
     path: Path,
@@ -206,16 +212,7 @@ def _receive_file(
             view, filled = memoryview(buffer), 0
             try:
                 while filled < _READ_BLOCK:
-                    try:
-                        count = sock.recv_into(view[filled:], 0, flags)
-                    except (TimeoutError, BlockingIOError):  # nothing for `timeout` seconds
-                        if aborted.is_set():
-                            raise _Aborted from None
-                        raise _Stalled from None
-                    except OSError:
-                        if aborted.is_set():
-                            raise _Aborted from None
-                        raise
+                    count = _recv_into(sock, view[filled:], flags, aborted)
                     if not count:
                         eof = True
                         break
@@ -397,70 +394,36 @@ class FTPClient:
             raise TransportError(f"SIZE {path}: unreadable reply {text!r}")
         return int(text)
 
-    async def _open_data(
-        self, command: str, offset: int = 0
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Open a passive data connection, send REST/command, return the raw streams."""
-        ftp = self._ftp
-        reader, writer = await ftp.get_passive_connection("I")
-        try:
-            if offset:
-                await ftp.command(f"REST {offset}", "350")
-            await ftp.command(command, "1xx")
-        except BaseException:
-            writer.close()
-            raise
-        return reader, writer
-
-    async def _receive(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        what: str,
-        sink: Any,
-    ) -> int:
-        """Copy the data connection into ``sink`` (an async callable), with a stall watchdog."""
-        watch = _StallWatch(writer, self.data_timeout)
-        received = 0
-        try:
-            while True:
-                block = await reader.read(_READ_BLOCK)
-                if not block:
-                    break
-                watch.progress()
-                received += len(block)
-                await sink(block)
-        finally:
-            watch.cancel()
-            writer.close()
-        if watch.stalled:
-            raise TransportError(f"{what}: no data for {self.data_timeout:g} s (stalled transfer)")
-        await self._ftp.command(None, "2xx", "1xx")
-        return received
-
     async def list_dir(self, path: str) -> list[RemoteEntry] | None:
-        """Entries of folder ``path`` (MLSD if offered, else LIST); ``None`` if it is missing."""
+        """Entries of folder ``path`` (MLSD if offered, else LIST); ``None`` if it is missing.
+
+        Like a download: EPSV, the command, the data received in a data thread (with the
+        stall timeout), the final reply; no per-listing TYPE command.
+        """
         command = f"{'MLSD' if self._mlsd else 'LIST'} {path}"
-        lines: list[bytes] = []
-
-        async def collect(block: bytes) -> None:
-            lines.append(block)
-
         try:
             with _translated(command):
+                ftp = self._ftp
+                sock = await self._data_socket()
                 try:
-                    reader, writer = await self._open_data(command)
-                except aioftp.StatusCodeError as exc:
-                    if _reply_code(exc) in {"450", "501", "550"}:
-                        return None
-                    raise
-                await self._receive(reader, writer, command, collect)
+                    try:
+                        await ftp.command(command, "1xx")
+                    except aioftp.StatusCodeError as exc:
+                        if _reply_code(exc) in {"450", "501", "550"}:
+                            return None
+                        raise
+                    data = await self._in_data_thread(
+                        sock, command, _receive_bytes, sock, self.data_timeout
+                    )
+                finally:
+                    sock.close()
+                await ftp.command(None, "2xx", "1xx")
         except ReplyError:
             raise
         except BaseException:
             self.abort()
             raise
-        return self._parse_listing(b"".join(lines))
+        return self._parse_listing(data)
 
     def _parse_listing(self, data: bytes) -> list[RemoteEntry]:
         entries: list[RemoteEntry] = []
@@ -540,15 +503,13 @@ class FTPClient:
         sock.settimeout(self.connect_timeout)
         return control.context.wrap_socket(sock, server_hostname=self.host, session=control.session)
 
-    async def _receive_into(
-        self, sock: socket.socket, path: Path, append: bool, digest: Any, what: str
-    ) -> int:
-        """Run :func:`_receive_file` in a data thread; cancellation cuts the socket first."""
+    async def _in_data_thread(
+        self, sock: socket.socket, what: str, function: Callable[..., _T], *args: Any
+    ) -> _T:
+        """Run ``function(*args, aborted)`` in a data thread; cancellation cuts ``sock`` first."""
         loop = asyncio.get_running_loop()
         aborted = threading.Event()
-        future = loop.run_in_executor(
-            _DATA_POOL, _receive_file, sock, path, append, digest, self.data_timeout, aborted
-        )
+        future = loop.run_in_executor(_DATA_POOL, functools.partial(function, *args, aborted))
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -609,7 +570,16 @@ class FTPClient:
                         sock.close()
                         sock = await self._data_socket()
                         await ftp.command(what, "1xx")
-                    received = await self._receive_into(sock, destination, offset > 0, digest, what)
+                    received = await self._in_data_thread(
+                        sock,
+                        what,
+                        _receive_file,
+                        sock,
+                        destination,
+                        offset > 0,
+                        digest,
+                        self.data_timeout,
+                    )
                 finally:
                     sock.close()
                 await ftp.command(None, "2xx", "1xx")

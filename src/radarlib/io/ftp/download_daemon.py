@@ -78,8 +78,8 @@ PASSWORD_ENV = "RADARLIB_FTP_PASSWORD"
 
 _IDLE_RECONNECT_SECONDS = 30.0  # a connection idle longer than this is replaced before use
 _MAX_WARNED_NAMES = 10_000
-# received files gather this long (or until a burst of _finish_batch), then are finished
-# together: fewer journal commits, which otherwise stall the transfers' writes
+# received files gather this long (less when the burst is full or no other file is in
+# flight), then are finished together: fewer journal commits, which stall transfers' writes
 _FINISH_GATHER_SECONDS = 0.1
 # fsyncs of a burst run side by side, so the file system commits them together
 _FSYNC_POOL = ThreadPoolExecutor(8, thread_name_prefix="ftp-fsync")
@@ -913,8 +913,8 @@ class DateBasedFTPDaemon:
         # The bytes are in and verified: the slot is free for the next transfer while the
         # finisher makes this file durable and records it (bounded queue: back-pressure).
         await self._finishing.put(_Received(job, temp, final, transfer))
-        if self._finishing.qsize() >= self._finish_batch:
-            self._finish_now.set()  # a full burst is waiting: finish it now
+        if not self._gathering(1):  # a gathering finisher holds one file: the burst is due
+            self._finish_now.set()
 
     # -- finishing: fsync, rename, record -------------------------------------------------------
     async def _finisher(self) -> None:
@@ -923,18 +923,19 @@ class DateBasedFTPDaemon:
         A file is recorded only after its own fsync, its rename and the fsync of its folder,
         the burst in one :meth:`SQLiteStateTracker.mark_downloaded_many` transaction, so a
         crash at any point leaves either no row or a row for a complete, durable file. The
-        finisher lets files gather for ``_FINISH_GATHER_SECONDS`` first: one folder fsync and
-        one commit then serve several files: fewer journal commits, which would otherwise stall
-        the transfers' own writes, and less CPU beside the transfers.
+        finisher lets files gather for up to ``_FINISH_GATHER_SECONDS`` first (not when no
+        other file is in flight, nor beyond a full burst): one folder fsync and one commit
+        then serve several files, so fewer journal commits stall the transfers' own writes.
         """
-        queue, enough = self._finishing, self._finish_now
+        queue, more, loop = self._finishing, self._finish_now, asyncio.get_running_loop()
         while True:
             batch = [await queue.get()]
             try:
-                if queue.qsize() + 1 < self._finish_batch:
-                    enough.clear()
+                deadline = loop.time() + _FINISH_GATHER_SECONDS
+                while self._gathering(len(batch)) and (wait := deadline - loop.time()) > 0:
+                    more.clear()
                     with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(enough.wait(), _FINISH_GATHER_SECONDS)
+                        await asyncio.wait_for(more.wait(), wait)
                 while not queue.empty():
                     batch.append(queue.get_nowait())
                 try:
@@ -951,6 +952,11 @@ class DateBasedFTPDaemon:
             finally:
                 for _ in batch:
                     queue.task_done()
+
+    def _gathering(self, taken: int) -> bool:
+        """True while a burst should wait for more: not full, and more files are coming."""
+        waiting = self._finishing.qsize() + taken
+        return waiting < self._finish_batch and len(self._active) > waiting
 
     def _finish_sync(self, batch: list[_Received]) -> list[list[str] | BaseException]:
         """fsync each file, rename it, fsync the folders, then record the rows (worker thread).
