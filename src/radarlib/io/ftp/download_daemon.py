@@ -949,6 +949,8 @@ class DateBasedFTPDaemon:
                         await self._failed_attempt(item.job, outcome)
                     else:
                         self._finished(item, outcome)
+                if any(o and not isinstance(o, BaseException) for o in outcomes):
+                    announce_ready(self.config.state_db)  # once per burst
             finally:
                 for _ in batch:
                     queue.task_done()
@@ -1007,7 +1009,7 @@ class DateBasedFTPDaemon:
         return [o if isinstance(o, BaseException) else next(ready) for o in outcomes]
 
     def _finished(self, item: _Received, ready: list[str]) -> None:
-        """Bookkeeping after a file was recorded; announce volumes that became ready."""
+        """Bookkeeping after a file was recorded (the finisher announces ready volumes)."""
         job, key = item.job, item.job.key
         self._temps.discard(item.temp)
         self._stats.files_downloaded += 1
@@ -1020,7 +1022,6 @@ class DateBasedFTPDaemon:
         logger.debug("downloaded %s (%d bytes)", key, item.transfer.size)
         if ready:
             logger.info("volume(s) ready: %s", ", ".join(ready))
-            announce_ready(self.config.state_db)
 
     async def _drain_finisher(self) -> None:
         """Let every received file be recorded (or dropped) before the finisher stops."""
