@@ -41,6 +41,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from radarlib.checks import check_aware, check_bool, check_integer, check_number
 from radarlib.errors import (
     ConfigError,
     FileNameError,
@@ -83,32 +84,6 @@ _MAX_WARNED_NAMES = 10_000
 _FINISH_GATHER_SECONDS = 0.1
 # fsyncs of a burst run side by side, so the file system commits them together
 _FSYNC_POOL = ThreadPoolExecutor(8, thread_name_prefix="ftp-fsync")
-
-
-def _number(key: str, value: object, *, minimum: float = 0.0, strict: bool = True) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(key, f"must be a number, got {value!r}")
-    if value < minimum or (strict and value == minimum):
-        raise ConfigError(key, f"must be {'>' if strict else '>='} {minimum:g}, got {value!r}")
-
-
-def _integer(key: str, value: object, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(key, f"must be an integer, got {value!r}")
-    if value < low or (high is not None and value > high):
-        span = f">= {low}" if high is None else f"between {low} and {high}"
-        raise ConfigError(key, f"must be {span}, got {value!r}")
-
-
-def _aware(key: str, value: object) -> None:
-    if value is None:
-        return
-    if not isinstance(value, datetime):
-        raise ConfigError(key, f"must be a datetime, got {value!r}")
-    if value.tzinfo is None:
-        raise ConfigError(
-            key, "must be timezone-aware (UTC), e.g. datetime(..., tzinfo=timezone.utc)"
-        )
 
 
 @dataclass
@@ -160,7 +135,7 @@ class DateBasedDaemonConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host.strip():
             raise ConfigError("host", "must be a non-empty host name or address")
-        _integer("port", self.port, 1, 65535)
+        check_integer("port", self.port, 1, 65535)
         if not isinstance(self.username, str) or not self.username:
             raise ConfigError("username", "must be a non-empty string")
         if self.password is not None and not isinstance(self.password, str):
@@ -188,21 +163,20 @@ class DateBasedDaemonConfig:
             if not isinstance(value, (str, os.PathLike)) or not str(value):
                 raise ConfigError(key, f"must be a path, got {value!r}")
             setattr(self, key, Path(value))
-        _aware("start_date", self.start_date)
-        _aware("end_date", self.end_date)
+        check_aware("start_date", self.start_date)
+        check_aware("end_date", self.end_date)
         if self.start_date and self.end_date and self.end_date < self.start_date:
             raise ConfigError("end_date", "is before start_date")
         self.volume_types = validate_volume_types(self.volume_types)
-        _number("poll_interval", self.poll_interval)
-        _integer("max_concurrent_downloads", self.max_concurrent_downloads, 1, 64)
+        check_number("poll_interval", self.poll_interval)
+        check_integer("max_concurrent_downloads", self.max_concurrent_downloads, 1, 64)
         for key in ("connect_timeout", "command_timeout", "data_timeout", "failed_retry_interval"):
-            _number(key, getattr(self, key))
-        _number("retry_backoff", self.retry_backoff, strict=False)
-        _number("lookback_hours", self.lookback_hours, strict=False)
-        _integer("max_attempts", self.max_attempts, 1)
+            check_number(key, getattr(self, key))
+        check_number("retry_backoff", self.retry_backoff, strict=False)
+        check_number("lookback_hours", self.lookback_hours, strict=False)
+        check_integer("max_attempts", self.max_attempts, 1)
         for key in ("verify_checksums", "resume_partial", "use_tls"):
-            if not isinstance(getattr(self, key), bool):
-                raise ConfigError(key, f"must be true or false, got {getattr(self, key)!r}")
+            check_bool(key, getattr(self, key))
         ca_file = self.tls_ca_file
         if ca_file is not None:
             if not isinstance(ca_file, (str, os.PathLike)) or not str(ca_file):
