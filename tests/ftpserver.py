@@ -277,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--password", default=os.environ.get("FTP_TEST_PASSWORD", "secret"))
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
+    # Warnings only: pyftpdlib logs every command at INFO when logging is not configured.
+    logging.basicConfig(level=logging.WARNING)
     server = FTPServerThread(args.root, user=args.user, password=args.password, port=args.port)
     server.start()
     print(server.port, flush=True)
