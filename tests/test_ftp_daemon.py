@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from daemon_helpers import ftp_daemon_config
 from ftpserver import FTPServerThread
 from radarlib.bufr.synthetic import write_synthetic_volume
 from radarlib.errors import FTPAuthError, RemotePathError
@@ -29,22 +30,7 @@ DAY = datetime(2025, 10, 20, tzinfo=UTC)
 
 
 def _config(server: FTPServerThread, tmp_path: Path, **kw: Any) -> DateBasedDaemonConfig:
-    options: dict[str, Any] = {
-        "port": server.port,
-        "username": "radar",
-        "password": "secret",
-        "radar_code": "RMA11",
-        "local_download_dir": tmp_path / "dl",
-        "state_db": tmp_path / "state.db",
-        "poll_interval": 0.2,
-        "connect_timeout": 2.0,
-        "command_timeout": 5.0,
-        "data_timeout": 5.0,
-        "retry_backoff": 0.05,
-        "failed_retry_interval": 0.5,
-    }
-    options.update(kw)
-    return DateBasedDaemonConfig("127.0.0.1", **options)
+    return ftp_daemon_config(server, tmp_path, **kw)
 
 
 def _run(daemon: DateBasedFTPDaemon, timeout: float = 60.0) -> None:

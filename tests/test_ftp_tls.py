@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from daemon_helpers import ftp_daemon_config
 from ftpserver import FTPServerThread
 from radarlib.errors import ConfigError, TransportError
 from radarlib.filename import BufrFileName
@@ -129,24 +130,8 @@ def tls_server(tmp_path: Path, pki: _Pki) -> Iterator[FTPServerThread]:
     server.stop()
 
 
-def _config(server: FTPServerThread, tmp_path: Path, **kw: object) -> DateBasedDaemonConfig:
-    options: dict[str, object] = {
-        "port": server.port,
-        "username": "radar",
-        "password": "secret",
-        "radar_code": "RMA11",
-        "local_download_dir": tmp_path / "dl",
-        "state_db": tmp_path / "state.db",
-        "poll_interval": 0.2,
-        "connect_timeout": 2.0,
-        "command_timeout": 5.0,
-        "data_timeout": 5.0,
-        "retry_backoff": 0.05,
-        "failed_retry_interval": 0.5,
-        "use_tls": True,
-    }
-    options.update(kw)
-    return DateBasedDaemonConfig("127.0.0.1", **options)  # type: ignore[arg-type,unused-ignore]
+def _config(server: FTPServerThread, tmp_path: Path, **kw: Any) -> DateBasedDaemonConfig:
+    return ftp_daemon_config(server, tmp_path, use_tls=True, **kw)
 
 
 def _sha(data: bytes) -> str:

@@ -7,9 +7,9 @@ converts them in its worker processes and the NetCDF is read back with xradar / 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import netCDF4
 import numpy as np
 import xradar
 
+import daemon_helpers
 from radarlib.bufr.synthetic import write_synthetic_volume
 from radarlib.filename import BufrFileName
 from radarlib.io.ftp import ProcessingDaemon, ProcessingDaemonConfig, SQLiteStateTracker
@@ -59,21 +60,7 @@ def config(tmp_path: Path, radar: str, types: Any, **kw: Any) -> ProcessingDaemo
     return ProcessingDaemonConfig(**values)
 
 
-async def run_until(
-    daemon: ProcessingDaemon, done: Callable[[], bool], timeout: float = 180
-) -> None:
-    task = asyncio.create_task(daemon.run())
-    deadline = time.monotonic() + timeout
-    try:
-        while not await asyncio.to_thread(done):
-            if task.done():
-                task.result()
-                raise AssertionError("daemon stopped by itself")
-            assert time.monotonic() < deadline, f"timed out: {daemon.get_stats()}"
-            await asyncio.sleep(0.1)
-    finally:
-        daemon.stop()
-        await asyncio.wait_for(task, 120)
+run_until = functools.partial(daemon_helpers.run_until, timeout=180)
 
 
 def count(db: Path, status: str, radar: str) -> int:

@@ -9,10 +9,11 @@ Conversion with the real converter is in test_processing_convert.py and the pipe
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 
+import daemon_helpers
 from radarlib.errors import VolumeError
 from radarlib.filename import BufrFileName
 from radarlib.io.ftp import ProcessingDaemon, ProcessingDaemonConfig
@@ -144,28 +146,7 @@ def env(tmp_path: Path) -> Env:
     e.tracker.close()
 
 
-async def run_until(
-    daemon: ProcessingDaemon,
-    done: Callable[[], bool],
-    timeout: float = 60,
-    during: Callable[[], Any] | None = None,
-) -> None:
-    """Run the daemon until ``done()`` holds (checked off the loop), then stop it."""
-    task = asyncio.create_task(daemon.run())
-    deadline = time.monotonic() + timeout
-    try:
-        while not await asyncio.to_thread(done):
-            if task.done():
-                task.result()
-                raise AssertionError("daemon stopped by itself")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"condition not reached in {timeout}s: {daemon.get_stats()}")
-            if during is not None:
-                await asyncio.to_thread(during)
-            await asyncio.sleep(0.05)
-    finally:
-        daemon.stop()
-        await asyncio.wait_for(task, 60)
+run_until = functools.partial(daemon_helpers.run_until, timeout=60)
 
 
 def test_complete_volumes_are_converted_once_incomplete_ones_wait(env: Env) -> None:

@@ -9,13 +9,14 @@ the first lost worker (``allowed-failures = 0``), so a killed worker reaches the
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ distributed = pytest.importorskip("distributed")
 import dask  # noqa: E402
 import netCDF4  # noqa: E402
 
+import daemon_helpers  # noqa: E402
 from radarlib.errors import ConfigError  # noqa: E402
 from radarlib.filename import BufrFileName  # noqa: E402
 from radarlib.io.ftp import ProcessingDaemon, ProcessingDaemonConfig, SQLiteStateTracker  # noqa: E402
@@ -122,27 +124,7 @@ def statuses(db: Path) -> dict[str, int]:
         return {k: v for k, v in tracker.count_volumes_by_status("RMA11").items() if v}
 
 
-async def run_until(
-    daemon: ProcessingDaemon,
-    done: Callable[[], bool],
-    *,
-    during: Callable[[], None] | None = None,
-    timeout: float = 120,
-) -> None:
-    task = asyncio.create_task(daemon.run())
-    deadline = time.monotonic() + timeout
-    try:
-        while not await asyncio.to_thread(done):
-            if task.done():
-                task.result()
-                raise AssertionError("daemon stopped by itself")
-            assert time.monotonic() < deadline, f"timed out: {daemon.get_stats()}"
-            if during is not None:
-                await asyncio.to_thread(during)
-            await asyncio.sleep(0.1)
-    finally:
-        daemon.stop()
-        await asyncio.wait_for(task, 60)
+run_until = functools.partial(daemon_helpers.run_until, timeout=120)
 
 
 def our_tasks(client: Any) -> list[str]:

@@ -1,0 +1,60 @@
+"""Test helpers shared by the daemon tests: run a daemon until a condition, a fast FTP config."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from radarlib.io.ftp.download_daemon import DateBasedDaemonConfig
+
+
+async def run_until(
+    daemon: Any,
+    done: Callable[[], bool],
+    *,
+    timeout: float = 120,
+    during: Callable[[], Any] | None = None,
+) -> None:
+    """Run ``daemon`` until ``done()`` holds (checked off the loop), then stop it.
+
+    ``during`` runs (off the loop) between checks, e.g. to add late files. Fails when the
+    daemon stops by itself or the condition is not reached within ``timeout`` seconds.
+    """
+    task = asyncio.create_task(daemon.run())
+    deadline = time.monotonic() + timeout
+    try:
+        while not await asyncio.to_thread(done):
+            if task.done():
+                task.result()
+                raise AssertionError("daemon stopped by itself")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not reached in {timeout}s: {daemon.get_stats()}")
+            if during is not None:
+                await asyncio.to_thread(during)
+            await asyncio.sleep(0.05)
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 120)
+
+
+def ftp_daemon_config(server: Any, tmp_path: Path, **kw: Any) -> DateBasedDaemonConfig:
+    """A download-daemon config for the test server with short polls, timeouts and backoff."""
+    options: dict[str, Any] = {
+        "port": server.port,
+        "username": "radar",
+        "password": "secret",
+        "radar_code": "RMA11",
+        "local_download_dir": tmp_path / "dl",
+        "state_db": tmp_path / "state.db",
+        "poll_interval": 0.2,
+        "connect_timeout": 2.0,
+        "command_timeout": 5.0,
+        "data_timeout": 5.0,
+        "retry_backoff": 0.05,
+        "failed_retry_interval": 0.5,
+    }
+    options.update(kw)
+    return DateBasedDaemonConfig("127.0.0.1", **options)
