@@ -8,7 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from radarlib.filename import BufrFileName
 from radarlib.io.ftp.download_daemon import DateBasedDaemonConfig
+from radarlib.volume_types import VolumeTypes, expected_fields
 
 
 async def run_until(
@@ -58,3 +60,18 @@ def ftp_daemon_config(server: Any, tmp_path: Path, **kw: Any) -> DateBasedDaemon
     }
     options.update(kw)
     return DateBasedDaemonConfig("127.0.0.1", **options)
+
+
+def record_download(tracker: Any, path: Path, types: VolumeTypes) -> list[str]:
+    """Record ``path`` as downloaded, with its volume's expected fields from ``types``."""
+    name = BufrFileName.parse(path.name)
+    return list(
+        tracker.mark_downloaded(
+            name.name,
+            f"/L2/{name.radar}/{name.name}",
+            str(path),
+            path.stat().st_size,
+            None,
+            expected_fields=expected_fields(types, name.strategy, name.volume_number),
+        )
+    )

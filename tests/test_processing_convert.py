@@ -24,25 +24,14 @@ import xradar
 
 import daemon_helpers
 from radarlib.bufr.synthetic import write_synthetic_volume
-from radarlib.filename import BufrFileName
 from radarlib.io.ftp import ProcessingDaemon, ProcessingDaemonConfig, SQLiteStateTracker
-from radarlib.volume_types import DEFAULT_VOLUME_TYPES, expected_fields
+from radarlib.volume_types import DEFAULT_VOLUME_TYPES
 
 SAMPLE_TYPES = {"0315": {"01": ["DBZH", "DBZV", "ZDR", "KDP"], "02": ["VRAD", "WRAD"]}}
 SMALL = {"nsweeps": 2, "nrays": 360, "ngates": 120}
 
 
-def record(tracker: Any, path: Path, types: Any) -> list[str]:
-    """Record ``path`` as downloaded, with its volume's expected fields from ``types``."""
-    name = BufrFileName.parse(path.name)
-    return tracker.mark_downloaded(
-        name.name,
-        f"/L2/{name.radar}/{name.name}",
-        str(path),
-        path.stat().st_size,
-        None,
-        expected_fields=expected_fields(types, name.strategy, name.volume_number),
-    )
+record = daemon_helpers.record_download
 
 
 def config(tmp_path: Path, radar: str, types: Any, **kw: Any) -> ProcessingDaemonConfig:

@@ -31,11 +31,9 @@ import netCDF4  # noqa: E402
 
 import daemon_helpers  # noqa: E402
 from radarlib.errors import ConfigError  # noqa: E402
-from radarlib.filename import BufrFileName  # noqa: E402
 from radarlib.io.ftp import ProcessingDaemon, ProcessingDaemonConfig, SQLiteStateTracker  # noqa: E402
 from radarlib.io.ftp.dask_pool import DaskConversionPool, import_distributed  # noqa: E402
 from radarlib.io.ftp.workers import ConversionJob, ExecutorUnavailableError  # noqa: E402
-from radarlib.volume_types import expected_fields  # noqa: E402
 
 SAMPLE_TYPES = {"0315": {"01": ["DBZH", "DBZV", "ZDR", "KDP"], "02": ["VRAD", "WRAD"]}}
 HELD = f"{__name__}:held_convert"
@@ -81,15 +79,7 @@ def cluster() -> Iterator[tuple[str, Any]]:
 
 def record(tracker: Any, path: Path) -> list[str]:
     """Record ``path`` as downloaded, with its volume's expected fields."""
-    name = BufrFileName.parse(path.name)
-    return tracker.mark_downloaded(
-        name.name,
-        f"/L2/{name.radar}/{name.name}",
-        str(path),
-        path.stat().st_size,
-        None,
-        expected_fields=expected_fields(SAMPLE_TYPES, name.strategy, name.volume_number),
-    )
+    return daemon_helpers.record_download(tracker, path, SAMPLE_TYPES)
 
 
 def make_config(tmp_path: Path, address: str, **kw: Any) -> ProcessingDaemonConfig:
