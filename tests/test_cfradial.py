@@ -19,7 +19,7 @@ from radarlib.radar import volume_to_radar
 from radarlib.volume import assemble_volume
 
 os.environ.setdefault("PYART_QUIET", "1")
-pyart = pytest.importorskip("pyart")
+import pyart
 
 NAME = "RMA1_0315_01_20251118T123000Z.nc"
 

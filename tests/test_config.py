@@ -317,7 +317,6 @@ def test_cli_reports_missing_password(tmp_path: Path) -> None:
 
 
 def test_processing_executor_dask_reaches_the_daemon_config(tmp_path: Path) -> None:
-    pytest.importorskip("distributed")
     text = MINIMAL + '[processing]\nexecutor = "dask"\ndask_scheduler = "tcp://10.0.0.5:8786"\n'
     config = load_config(write(tmp_path, text), env={DEFAULT_PASSWORD_ENV: "pw"})
     assert config.processing == {"executor": "dask", "dask_scheduler": "tcp://10.0.0.5:8786"}
@@ -345,7 +344,6 @@ def test_processing_executor_dask_reaches_the_daemon_config(tmp_path: Path) -> N
 def test_processing_executor_errors_name_the_key(
     tmp_path: Path, snippet: str, key: str, words: str
 ) -> None:
-    pytest.importorskip("distributed")
     path = write(tmp_path, MINIMAL + "[processing]\n" + snippet)
     with pytest.raises(ConfigError) as info:  # at load, or when `radarlib run` builds the daemon
         load_config(path, env={DEFAULT_PASSWORD_ENV: "pw"}).processing_config("RMA1")

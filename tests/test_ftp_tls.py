@@ -18,10 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-pytest.importorskip("OpenSSL", reason="pyftpdlib's TLS handler needs pyOpenSSL (test extra)")
-pytest.importorskip("cryptography", reason="certificates for the FTPS tests (test extra)")
-
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec

@@ -26,9 +26,7 @@ from radarlib.errors import VolumeError
 from radarlib.filename import BufrFileName
 from radarlib.io.ftp import ProcessingDaemon, ProcessingDaemonConfig
 from radarlib.state.events import announce_ready
-
-sqlite_state = pytest.importorskip("radarlib.state.sqlite")
-SQLiteStateTracker = sqlite_state.SQLiteStateTracker
+from radarlib.state.sqlite import SQLiteStateTracker
 
 FAKE = f"{__name__}:fake_convert"
 TYPES = {"0315": {"01": ["DBZH", "ZDR"], "02": ["VRAD", "WRAD"]}}

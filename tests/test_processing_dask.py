@@ -24,16 +24,15 @@ import pytest
 
 os.environ.setdefault("PYART_QUIET", "1")
 
-distributed = pytest.importorskip("distributed")
+import dask
+import distributed
+import netCDF4
 
-import dask  # noqa: E402
-import netCDF4  # noqa: E402
-
-import daemon_helpers  # noqa: E402
-from radarlib.errors import ConfigError  # noqa: E402
-from radarlib.io.ftp import ProcessingDaemon, ProcessingDaemonConfig, SQLiteStateTracker  # noqa: E402
-from radarlib.io.ftp.dask_pool import DaskConversionPool, import_distributed  # noqa: E402
-from radarlib.io.ftp.workers import ConversionJob, ExecutorUnavailableError  # noqa: E402
+import daemon_helpers
+from radarlib.errors import ConfigError
+from radarlib.io.ftp import ProcessingDaemon, ProcessingDaemonConfig, SQLiteStateTracker
+from radarlib.io.ftp.dask_pool import DaskConversionPool, import_distributed
+from radarlib.io.ftp.workers import ConversionJob, ExecutorUnavailableError
 
 SAMPLE_TYPES = {"0315": {"01": ["DBZH", "DBZV", "ZDR", "KDP"], "02": ["VRAD", "WRAD"]}}
 HELD = f"{__name__}:held_convert"

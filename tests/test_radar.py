@@ -24,7 +24,7 @@ from radarlib.vocabulary import (
 from radarlib.volume import Volume, assemble_volume
 
 os.environ.setdefault("PYART_QUIET", "1")
-pyart = pytest.importorskip("pyart")
+import pyart
 
 
 @pytest.fixture(scope="module")
