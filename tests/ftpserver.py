@@ -72,6 +72,7 @@ class FTPServerThread:
         self.listed: list[str] = []
         self.extra_listing: dict[str, list[str]] = {}
         self.failed_logins = 0
+        self.fake_passive_port = 0  # when set, EPSV points clients at this (closed) port
         self.mlsd = mlsd
         self.rest = rest
         self.certfile = certfile
@@ -140,6 +141,14 @@ class FTPServerThread:
             def on_login_failed(self, username: str, password: str) -> None:
                 with owner._lock:
                     owner.failed_logins += 1
+
+            def ftp_EPSV(self, line: str) -> Any:
+                if owner.fake_passive_port:
+                    self.respond(
+                        f"229 Entering extended passive mode (|||{owner.fake_passive_port}|)."
+                    )
+                    return None
+                return super().ftp_EPSV(line)
 
             def ftp_REST(self, line: str) -> Any:
                 if not owner.rest:

@@ -14,7 +14,7 @@ import pytest
 
 from ftpserver import FTPServerThread
 from radarlib.errors import FTPAuthError, RemotePathError, TransportError
-from radarlib.io.ftp.client import FTPClient
+from radarlib.io.ftp.client import FTPClient, ReplyError
 
 NAME = "RMA1_0315_01_DBZH_20250101T000500Z.BUFR"
 REMOTE = f"/L2/RMA1/2025/01/01/00/0500/{NAME}"
@@ -112,6 +112,45 @@ def test_server_without_rest_restarts_from_zero(tmp_path: Path) -> None:
 
         asyncio.run(go())
         assert dest.read_bytes() == data
+
+
+def test_missing_file_is_a_reply_error_and_leaves_no_file(
+    ftp_server: FTPServerThread, payload: bytes, tmp_path: Path
+) -> None:
+    dest = tmp_path / "gone.part"
+
+    async def go() -> None:
+        async with _client(ftp_server) as ftp:
+            with pytest.raises(ReplyError, match=r"RETR /L2/gone\.BUFR: server replied 550"):
+                await ftp.download("/L2/gone.BUFR", dest)
+            assert not dest.exists()  # the data thread never opened the file
+            assert ftp.connected  # a refused command keeps the session
+            result = await ftp.download(REMOTE, dest)
+            assert result.sha256 == _sha(payload)
+
+    asyncio.run(go())
+
+
+def test_unreachable_data_port_fails_without_waiting_for_timeouts(
+    ftp_server: FTPServerThread, payload: bytes, tmp_path: Path
+) -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    ftp_server.fake_passive_port = probe.getsockname()[1]
+    probe.close()  # nothing listens there: the data connection is refused
+    dest = tmp_path / "x.part"
+
+    async def go() -> None:
+        ftp = _client(ftp_server, command_timeout=30.0, data_timeout=30.0)
+        await ftp.connect()
+        with pytest.raises(TransportError) as caught:
+            await ftp.download(REMOTE, dest)
+        assert "timed out" not in str(caught.value) and "RETR" in str(caught.value)
+        assert not dest.exists()
+        ftp.abort()
+
+    asyncio.run(go())
+    ftp_server.fake_passive_port = 0
 
 
 def test_wrong_password_is_an_auth_error(ftp_server: FTPServerThread) -> None:

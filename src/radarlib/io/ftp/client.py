@@ -10,11 +10,13 @@ refused), :class:`RemotePathError` (a folder that must exist does not), otherwis
 callers may retry. Connects, commands and data transfers all have timeouts; a data transfer
 that makes no progress for ``data_timeout`` seconds is cut and reported as stalled.
 
-File transfers bypass the event loop: the data socket is handed to a data thread that
-receives and writes each block while a second one hashes it (all of which release the GIL),
-so the loop only runs the control conversation and awaits one future per file. Listings
-take the same path (EPSV, command, data thread, reply: no per-transfer TYPE). With TLS
-the data channel is wrapped (and verified) with the control connection's context and session.
+aioftp opens the session (connection, explicit TLS, login). The commands of a transfer then
+go straight over its control stream (one write, one reply read, under one deadline), and
+the data connection belongs to a data thread: it connects while the loop sends the command,
+then receives, hashes and writes each block (every one of these calls releases the GIL),
+so the event loop only runs the control conversation and awaits one future per transfer.
+Listings take the same path. With TLS the data channel is wrapped (and verified) with the
+control connection's context and session.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import functools
 import hashlib
 import logging
 import os
-import queue
+import re
 import socket
 import ssl
 import struct
@@ -45,17 +47,18 @@ __all__ = ["FTPClient", "RemoteEntry", "ReplyError", "Transfer"]
 
 logger = logging.getLogger(__name__)
 
-_READ_BLOCK = 1 << 17  # a transfer is received, hashed and written in blocks of this size
-_LIST_BLOCK = 1 << 16  # listings are received in blocks of this size
-_BUFFERS = 8  # blocks in flight between the receiving/writing and the hashing thread
+_BLOCK = 1 << 18  # data is received, hashed and written in blocks of this size
 _HASH_BLOCK = 1 << 20
-_MAX_DATA_THREADS = 128  # two per concurrent transfer (max_concurrent_downloads <= 64)
+_MAX_DATA_THREADS = 128  # one per transfer in flight, shared by every client in the process
+_EPSV_PORT = re.compile(r"\((.)\1\1(\d{1,5})\1\)")
+_PASV_ADDRESS = re.compile(r"(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})")
 
 # Transfers hold a thread for their whole duration: a pool of their own, so they never
 # queue behind (or block) the default executor used for SQLite and file system calls.
 _T = TypeVar("_T")
 
 _DATA_POOL = ThreadPoolExecutor(_MAX_DATA_THREADS, thread_name_prefix="ftp-data")
+_thread_buffers = threading.local()  # one receive buffer per data thread, reused
 
 
 @dataclass(frozen=True)
@@ -76,10 +79,6 @@ class Transfer:
     resumed_from: int
 
 
-def _reply_code(exc: aioftp.StatusCodeError) -> str:
-    return str(exc.received_codes[-1]) if exc.received_codes else "???"
-
-
 class ReplyError(TransportError):
     """The server answered a command with an unexpected reply; the connection is still usable."""
 
@@ -96,7 +95,7 @@ def _translated(what: str, *, login: bool = False) -> Iterator[None]:
     except TransportError:
         raise
     except aioftp.StatusCodeError as exc:
-        code = _reply_code(exc)
+        code = str(exc.received_codes[-1]) if exc.received_codes else "???"
         info = " ".join(str(i).strip() for i in exc.info) if exc.info else ""
         if login and code == "530":
             raise FTPAuthError(f"{what}: login refused by the server ({code} {info})") from None
@@ -107,8 +106,13 @@ def _translated(what: str, *, login: bool = False) -> Iterator[None]:
         raise TransportError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
+def _code_matches(code: str, pattern: str) -> bool:
+    """``"226"`` matches ``"2xx"``, ``"22x"`` and ``"226"``."""
+    return all(p in ("x", c) for p, c in zip(pattern, code, strict=True))
+
+
 class _Aborted(Exception):
-    """The transfer was cut from the event loop (cancellation): not a server failure."""
+    """The transfer was cut from the event loop (cancellation, failed command)."""
 
 
 class _Stalled(Exception):
@@ -133,21 +137,12 @@ def _arm(sock: socket.socket, timeout: float) -> int:
     return 0
 
 
-def _write_all(fd: int, block: memoryview) -> None:
-    """Write all of ``block`` to the raw descriptor ``fd`` (a short write is continued)."""
-    while block:
-        block = block[os.write(fd, block) :]
-
-
-def _hash_blocks(digest: Any, full: queue.SimpleQueue[Any], free: queue.SimpleQueue[Any]) -> None:
-    """Hash the blocks handed over by :func:`_receive_file`, in order, until None."""
-    while True:
-        item = full.get()
-        if item is None:
-            return
-        buffer, count = item
-        digest.update(memoryview(buffer)[:count])
-        free.put(buffer)
+def _buffer() -> memoryview:
+    """This data thread's receive buffer (allocated once per thread, not per transfer)."""
+    view: memoryview | None = getattr(_thread_buffers, "view", None)
+    if view is None:
+        view = _thread_buffers.view = memoryview(bytearray(_BLOCK))
+    return view
 
 
 def _recv_into(sock: socket.socket, view: memoryview, flags: int, aborted: threading.Event) -> int:
@@ -164,10 +159,18 @@ def _recv_into(sock: socket.socket, view: memoryview, flags: int, aborted: threa
         raise
 
 
+def _keep(fd: int, block: memoryview, digest: Any) -> None:
+    """Hash ``block`` (while it is still in the CPU cache) and write all of it to ``fd``."""
+    if digest is not None:
+        digest.update(block)
+    while block:  # a short write is continued
+        block = block[os.write(fd, block) :]
+
+
 def _receive_bytes(sock: socket.socket, timeout: float, aborted: threading.Event) -> bytes:
     """Everything a data connection sends until EOF, in memory (a listing; in a data thread)."""
     flags = _arm(sock, timeout)
-    view = memoryview(bytearray(_LIST_BLOCK))
+    view = _buffer()
     chunks: list[bytes] = []
     while count := _recv_into(sock, view, flags, aborted):
         chunks.append(bytes(view[:count]))
@@ -186,52 +189,35 @@ def _receive_file(
 ) -> int:
     """Copy a data connection into ``path`` (in a data thread); returns the bytes received.
 
-    This thread receives blocks of up to ``_READ_BLOCK`` bytes and writes each to a raw
-    descriptor at once (no Python file buffering, no copies: memoryviews of reused buffers),
-    while the kernel keeps receiving into the socket buffer. With a ``digest``, a second
-    data thread hashes each written block meanwhile (``_BUFFERS`` blocks in flight), so the
-    sha256 overlaps the transfer instead of lengthening it; every call involved releases
-    the GIL. Every byte received before a failure is written, so a broken transfer leaves
-    its bytes in the file for a later resume. A socket silent for ``timeout`` seconds
-    raises :class:`_Stalled`; a socket shut down by :class:`FTPClient` (cancellation)
-    raises :class:`_Aborted`.
+    Blocks of up to ``_BLOCK`` bytes are received into this thread's reused buffer, hashed
+    while still in the CPU cache and written to a raw descriptor (no Python file buffering,
+    no copies); the kernel keeps receiving into the socket buffer meanwhile. Bytes received
+    before a failure are hashed and written too, so a broken transfer leaves them in the
+    file for a later resume. A socket silent for ``timeout`` seconds raises
+    :class:`_Stalled`; a socket cut by :class:`FTPClient` raises :class:`_Aborted`.
     """
-    received = 0
-    full: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    free: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    for _ in range(_BUFFERS if digest is not None else 1):
-        free.put(bytearray(_READ_BLOCK))
+    view, size = _buffer(), _BLOCK
     flags = _arm(sock, timeout)
     mode = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
     fd = os.open(path, mode | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0), 0o666)
-    hasher = _DATA_POOL.submit(_hash_blocks, digest, full, free) if digest is not None else None
+    received = filled = 0
     try:
-        eof = False
-        while not eof:
-            buffer = free.get()
-            view, filled = memoryview(buffer), 0
-            try:
-                while filled < _READ_BLOCK:
-                    count = _recv_into(sock, view[filled:], flags, aborted)
-                    if not count:
-                        eof = True
-                        break
-                    filled += count
-            finally:  # bytes received so far are written, even on failure (resume)
-                if filled:
-                    _write_all(fd, view[:filled])
-                    received += filled
-                if hasher is None:
-                    free.put(buffer)
-                elif filled:
-                    full.put((buffer, filled))
-                else:
-                    free.put(buffer)
+        while True:
+            count = _recv_into(sock, view[filled:], flags, aborted)
+            filled += count
+            if count and filled < size:
+                continue
+            block, filled = view[:filled], 0  # a full block, or the last one (EOF)
+            _keep(fd, block, digest)
+            received += len(block)
+            if not count:
+                break
     finally:
-        os.close(fd)
-        if hasher is not None:
-            full.put(None)
-            hasher.result()
+        try:
+            if filled:  # received before a failure: kept for a resume
+                _keep(fd, view[:filled], digest)
+        finally:
+            os.close(fd)
     if aborted.is_set():
         raise _Aborted
     return received
@@ -258,12 +244,97 @@ def _local_size(path: Path) -> int:
         return 0
 
 
+@dataclass(frozen=True)
+class _TLSData:
+    """What a data thread needs to wrap its socket like the control connection."""
+
+    context: ssl.SSLContext
+    session: ssl.SSLSession | None
+    hostname: str
+
+
+class _DataChannel:
+    """One data connection, opened and used by a data thread, cut from the event loop.
+
+    The thread connects (and wraps TLS) itself, so the loop can send the transfer command
+    meanwhile, then waits for :meth:`accept` (the server's 1xx reply) before it touches
+    any file: a refused command leaves nothing behind. :meth:`cut` stops it at any point:
+    a thread still connecting gives up without touching any file; a connected one is
+    woken by ``shutdown`` and ends at once.
+    """
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        *,
+        connect_timeout: float,
+        reply_timeout: float,
+        data_timeout: float,
+        tls: _TLSData | None,
+        what: str,
+    ) -> None:
+        self.address = address
+        self.connect_timeout = connect_timeout
+        self.reply_timeout = reply_timeout
+        self.data_timeout = data_timeout
+        self.tls = tls
+        self.what = what
+        self.aborted = threading.Event()
+        self._accepted = threading.Event()
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+
+    def run(self, receive: Callable[..., _T], *args: Any) -> _T:
+        """In a data thread: connect, then ``receive(sock, *args, aborted)``; always closes."""
+        family = socket.AF_INET6 if ":" in self.address[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.connect_timeout)
+            sock.connect(self.address)
+            if self.tls is not None:
+                sock = self.tls.context.wrap_socket(
+                    sock, server_hostname=self.tls.hostname, session=self.tls.session
+                )
+            with self._lock:
+                if self.aborted.is_set():
+                    raise _Aborted
+                self._sock = sock
+            # the loop accepts or cuts within its command timeout; waiting longer means
+            # the loop is gone: give up rather than hold the thread forever
+            if not self._accepted.wait(self.reply_timeout + 1.0) or self.aborted.is_set():
+                raise _Aborted
+            return receive(sock, *args, self.aborted)
+        except _Stalled:
+            raise TransportError(
+                f"{self.what}: no data for {self.data_timeout:g} s (stalled transfer)"
+            ) from None
+        finally:
+            sock.close()
+
+    def accept(self) -> None:
+        """The server accepted the command: the thread may receive into its file."""
+        self._accepted.set()
+
+    def cut(self) -> bool:
+        """Stop the thread's transfer; True if it holds a connection (then wait for it)."""
+        with self._lock:
+            self.aborted.set()
+            self._accepted.set()
+            sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        return sock is not None
+
+
 class FTPClient:
     """One FTP control connection with the operations the download daemon needs.
 
     Not safe for concurrent use: FTP runs one transfer per control connection, so use one
     client per concurrent download. ``password`` is never logged.
     """
+
+    encoding = "utf-8"
 
     def __init__(
         self,
@@ -321,6 +392,7 @@ class FTPClient:
             socket_timeout=self.command_timeout,
             connection_timeout=self.connect_timeout,
             path_timeout=self.command_timeout,
+            encoding=self.encoding,
         )
         try:
             with _translated(f"connect to {where}"):
@@ -330,31 +402,29 @@ class FTPClient:
                     await client.upgrade_to_tls(context)
             with _translated(f"login to {where} as {self.username!r}", login=True):
                 await client.login(self.username, self._password)
+            self._client = client
             with _translated(f"setup of {where}"):
-                await client.command("TYPE I", "200")
-                self._mlsd = await self._has_mlsd(client)
+                await self._command("TYPE I", "200")
+                self._mlsd = await self._has_mlsd()
         except BaseException:
+            self._client = None
             client.close()
             raise
-        self._client = client
         logger.debug("connected to %s as %s (MLSD %s)", where, self.username, self._mlsd)
 
-    @staticmethod
-    async def _has_mlsd(client: aioftp.Client) -> bool:
+    async def _has_mlsd(self) -> bool:
         try:
-            _, lines = await client.command("FEAT", "2xx")
-        except aioftp.StatusCodeError:
+            _, lines = await self._command("FEAT", "2xx")
+        except ReplyError:
             return False
         return any(line.strip().upper().startswith("MLST") for line in lines)
 
     async def close(self) -> None:
         """Say QUIT (briefly, best effort) and close the connection."""
-        client, self._client = self._client, None
-        if client is None:
-            return
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.command("QUIT", "2xx"), min(self.command_timeout, 2.0))
-        client.close()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._command("QUIT", "2xx", timeout=min(self.command_timeout, 2.0))
+        self.abort()
 
     def abort(self) -> None:
         """Drop the connection at once (no reply awaited); safe in any state."""
@@ -362,11 +432,78 @@ class FTPClient:
         if client is not None:
             client.close()
 
+    # -- the control conversation -------------------------------------------------------------
+    async def _command(
+        self,
+        line: str | None,
+        expect: str,
+        wait: str = "",
+        *,
+        timeout: float | None = None,
+        what: str | None = None,
+    ) -> tuple[str, list[str]]:
+        """Send ``line`` (None: only read) and read replies until one that is not ``wait``.
+
+        Returns the reply code and its text lines. A code not matching ``expect`` raises
+        :class:`ReplyError` naming ``what`` (default: the command line); silence for
+        ``timeout`` (default ``command_timeout``) seconds raises :class:`TimeoutError`, a
+        closed connection :class:`ConnectionResetError`.
+        """
+        seconds = self.command_timeout if timeout is None else timeout
+        if sys.version_info >= (3, 11):
+            async with asyncio.timeout(seconds):
+                code, lines = await self._exchange(line, wait)
+        else:  # pragma: no cover - Python 3.10
+            code, lines = await asyncio.wait_for(self._exchange(line, wait), seconds)
+        if not _code_matches(code, expect):
+            text = " ".join(part.strip() for part in lines).strip()
+            raise ReplyError(f"{what or line}: server replied {code} {text}".rstrip(), code)
+        return code, lines
+
+    async def _exchange(self, line: str | None, wait: str) -> tuple[str, list[str]]:
+        stream = self._ftp.stream
+        if line is not None:
+            if "\r" in line or "\n" in line:
+                raise TransportError(f"refusing to send a command with a line break: {line!r}")
+            logger.debug("%s:%d <- %s", self.host, self.port, line)
+            stream.writer.write(line.encode(self.encoding) + b"\r\n")
+            await stream.writer.drain()
+        while True:
+            code, lines = await self._read_reply(stream.reader)
+            if not (wait and _code_matches(code, wait)):
+                return code, lines
+
+    async def _read_reply(self, reader: asyncio.StreamReader) -> tuple[str, list[str]]:
+        """One reply, single- or multi-line (``123-`` ... ``123 ``, RFC 959 4.2)."""
+        first = await self._read_line(reader)
+        code = first[:3]
+        if len(code) != 3 or not code.isdigit() or first[3:4] not in ("", " ", "-"):
+            raise TransportError(f"{self.host}:{self.port}: unreadable reply {first[:80]!r}")
+        lines = [first[4:]]
+        if first[3:4] == "-":
+            while True:
+                text = await self._read_line(reader)
+                if text[:3] == code and text[3:4] in ("", " "):
+                    lines.append(text[4:])
+                    break
+                lines.append(text)
+        logger.debug("%s:%d -> %s %s", self.host, self.port, code, lines[-1])
+        return code, lines
+
+    async def _read_line(self, reader: asyncio.StreamReader) -> str:
+        try:
+            raw = await reader.readline()
+        except ValueError:  # longer than the stream limit (64 KiB): not an FTP reply
+            raise TransportError(f"{self.host}:{self.port}: reply line too long") from None
+        if not raw.endswith(b"\n"):
+            raise ConnectionResetError("the server closed the control connection")
+        return raw.decode(self.encoding, "replace").rstrip("\r\n")
+
     async def check_dir(self, path: str) -> None:
         """:class:`RemotePathError` unless ``path`` is an existing folder on the server."""
         try:
             with _translated(f"CWD {path}"):
-                await self._ftp.command(f"CWD {path}", "2xx")
+                await self._command(f"CWD {path}", "2xx")
         except ReplyError as exc:
             if exc.code in {"550", "501", "450"}:
                 raise RemotePathError(
@@ -381,7 +518,7 @@ class FTPClient:
         """The server's size of ``path`` (SIZE), or ``None`` if the file does not exist."""
         try:
             with _translated(f"SIZE {path}"):
-                _, info = await self._ftp.command(f"SIZE {path}", "213")
+                _, info = await self._command(f"SIZE {path}", "213")
         except ReplyError as exc:
             if exc.code.startswith("55"):
                 return None
@@ -394,31 +531,21 @@ class FTPClient:
             raise TransportError(f"SIZE {path}: unreadable reply {text!r}")
         return int(text)
 
+    # -- listings -------------------------------------------------------------------------------
     async def list_dir(self, path: str) -> list[RemoteEntry] | None:
         """Entries of folder ``path`` (MLSD if offered, else LIST); ``None`` if it is missing.
 
-        Like a download: EPSV, the command, the data received in a data thread (with the
-        stall timeout), the final reply; no per-listing TYPE command.
+        Like a download: EPSV, the command sent while a data thread connects and receives
+        (with the stall timeout), the final reply; no per-listing TYPE command.
         """
         command = f"{'MLSD' if self._mlsd else 'LIST'} {path}"
         try:
             with _translated(command):
-                ftp = self._ftp
-                sock = await self._data_socket()
-                try:
-                    try:
-                        await ftp.command(command, "1xx")
-                    except aioftp.StatusCodeError as exc:
-                        if _reply_code(exc) in {"450", "501", "550"}:
-                            return None
-                        raise
-                    data = await self._in_data_thread(
-                        sock, command, _receive_bytes, sock, self.data_timeout
-                    )
-                finally:
-                    sock.close()
-                await ftp.command(None, "2xx", "1xx")
-        except ReplyError:
+                address = await self._passive_address()
+                data = await self._transfer(address, command, _receive_bytes, self.data_timeout)
+        except ReplyError as exc:
+            if exc.code in {"450", "501", "550"}:
+                return None
             raise
         except BaseException:
             self.abort()
@@ -463,68 +590,78 @@ class FTPClient:
             str(path), info.get("type") == "dir", int(size) if size.isdigit() else None
         )
 
-    async def _data_socket(self) -> socket.socket:
-        """EPSV (else PASV), then connect a data socket to the control connection's peer.
+    # -- data transfers -------------------------------------------------------------------------
+    async def _passive_address(self) -> tuple[str, int]:
+        """EPSV (else PASV): the data port, on the control connection's peer address.
 
-        Like aioftp, the address in a PASV reply is ignored (NAT-safe); with TLS the socket
-        is wrapped in a worker thread with the control connection's verified context.
+        Like aioftp, the address in a PASV reply is ignored (NAT-safe).
         """
-        ftp = self._ftp
-        writer = ftp.stream.writer
+        writer = self._ftp.stream.writer
         peer = writer.get_extra_info("peername")
-        host = peer[0] if peer else self.host
+        host = str(peer[0]) if peer else self.host
         if self._epsv:
             try:
-                _, info = await ftp.command("EPSV", "229")
-                port = aioftp.Client.parse_epsv_response(info[-1])[1]
-            except aioftp.StatusCodeError as exc:
-                if not _reply_code(exc).startswith("50"):
+                _, info = await self._command("EPSV", "229")
+                match = _EPSV_PORT.search(info[-1])
+                if match is None:
+                    raise TransportError(f"EPSV: unreadable reply {info[-1][:80]!r}")
+                return host, int(match.group(2))
+            except ReplyError as exc:
+                if not exc.code.startswith("50"):
                     raise
                 self._epsv = False
-        if not self._epsv:
-            _, info = await ftp.command("PASV", "227")
-            port = aioftp.Client.parse_pasv_response(info[-1])[1]
-        loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setblocking(False)
-            await asyncio.wait_for(loop.sock_connect(sock, (host, port)), self.connect_timeout)
-            sslobj = writer.get_extra_info("ssl_object")
-            if sslobj is not None:
-                return await loop.run_in_executor(_DATA_POOL, self._wrap_tls, sock, sslobj)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
+        _, info = await self._command("PASV", "227")
+        numbers = _PASV_ADDRESS.search(info[-1])
+        if numbers is None:
+            raise TransportError(f"PASV: unreadable reply {info[-1][:80]!r}")
+        return host, int(numbers.group(5)) * 256 + int(numbers.group(6))
 
-    def _wrap_tls(self, sock: socket.socket, control: ssl.SSLObject) -> ssl.SSLSocket:
-        """TLS on a data socket: the control context (certificate checks) and its session."""
-        sock.settimeout(self.connect_timeout)
-        return control.context.wrap_socket(sock, server_hostname=self.host, session=control.session)
+    def _data_tls(self) -> _TLSData | None:
+        control = self._ftp.stream.writer.get_extra_info("ssl_object")
+        if control is None:
+            return None
+        return _TLSData(control.context, control.session, self.host)
 
-    async def _in_data_thread(
-        self, sock: socket.socket, what: str, function: Callable[..., _T], *args: Any
+    async def _transfer(
+        self, address: tuple[str, int], command: str, receive: Callable[..., _T], *args: Any
     ) -> _T:
-        """Run ``function(*args, aborted)`` in a data thread; cancellation cuts ``sock`` first."""
+        """Send ``command`` while a data thread connects to ``address`` and runs ``receive``.
+
+        The data thread runs ``receive(sock, *args, aborted)``. A refused command, a failed
+        data connection or cancellation cuts the other side; no thread outlives this call
+        while it may still touch a file.
+        """
+        channel = _DataChannel(
+            address,
+            connect_timeout=self.connect_timeout,
+            reply_timeout=self.command_timeout,
+            data_timeout=self.data_timeout,
+            tls=self._data_tls(),
+            what=command,
+        )
         loop = asyncio.get_running_loop()
-        aborted = threading.Event()
-        future = loop.run_in_executor(_DATA_POOL, functools.partial(function, *args, aborted))
+        data = loop.run_in_executor(_DATA_POOL, functools.partial(channel.run, receive, *args))
+        reply = asyncio.ensure_future(self._command(command, "1xx"))
         try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            aborted.set()
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(BaseException):  # the thread ends at once: wait for it,
-                await asyncio.wait({future})  # so no write follows the caller's cleanup
-            if future.done() and not future.cancelled():
-                future.exception()  # _Aborted (expected): retrieved, not logged as lost
+            both: set[asyncio.Future[Any]] = {reply, data}
+            await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
+            failed = data.exception() if data.done() and not reply.done() else None
+            if failed is not None:  # the data connection failed before the server answered
+                raise failed
+            await reply
+            channel.accept()
+            result = await asyncio.shield(data)
+        except BaseException:
+            reply.cancel()
+            if channel.cut():  # the thread is connected: it ends at once, wait for it,
+                with contextlib.suppress(BaseException):  # so no write follows our cleanup
+                    await asyncio.wait({data})
+            for future in (data, reply):  # retrieved (often _Aborted): not logged as lost
+                if future.done() and not future.cancelled():
+                    future.exception()
             raise
-        except _Stalled:
-            raise TransportError(
-                f"{what}: no data for {self.data_timeout:g} s (stalled transfer)"
-            ) from None
+        await self._command(None, "2xx", "1xx", what=command)
+        return result
 
     async def download(
         self,
@@ -552,37 +689,21 @@ class FTPClient:
                 digest = prefix
         try:
             with _translated(what):
-                ftp = self._ftp
-                sock = await self._data_socket()
-                try:
+                address = await self._passive_address()
+                if offset:  # after EPSV: REST must come right before RETR
                     try:
-                        if offset:
-                            await ftp.command(f"REST {offset}", "350")
-                        await ftp.command(what, "1xx")
-                    except aioftp.StatusCodeError as exc:
-                        if not (offset and _reply_code(exc).startswith("50")):
+                        await self._command(f"REST {offset}", "350")
+                    except ReplyError as exc:
+                        if not exc.code.startswith("50"):
                             raise
                         logger.info(
                             "%s: server refused REST; downloading from the start", remote_path
                         )
                         self.supports_rest = False
                         offset, digest = 0, (hashlib.sha256() if checksum else None)
-                        sock.close()
-                        sock = await self._data_socket()
-                        await ftp.command(what, "1xx")
-                    received = await self._in_data_thread(
-                        sock,
-                        what,
-                        _receive_file,
-                        sock,
-                        destination,
-                        offset > 0,
-                        digest,
-                        self.data_timeout,
-                    )
-                finally:
-                    sock.close()
-                await ftp.command(None, "2xx", "1xx")
+                received = await self._transfer(
+                    address, what, _receive_file, destination, offset > 0, digest, self.data_timeout
+                )
         except ReplyError:
             raise
         except BaseException:
