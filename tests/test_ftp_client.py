@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
+import logging
 import os
 import socket
 import threading
@@ -68,6 +70,23 @@ def test_listing_size_and_missing_folders(tmp_path: Path, mlsd: bool) -> None:
             "/L2/RMA1/2025/01/01/00/0500",
             "/L2/RMA1/1999",
         ]
+
+
+def test_refused_listings_leave_no_unretrieved_errors(
+    ftp_server: FTPServerThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 550 cuts a data thread that may still be connecting; its outcome is not "lost"."""
+
+    async def go() -> None:
+        async with _client(ftp_server) as ftp:
+            for _ in range(30):
+                assert await ftp.list_dir("/L2/RMA1/1999") is None
+            await asyncio.sleep(0.3)  # the cut data threads finish meanwhile
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        asyncio.run(go())
+        gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
 
 
 def test_download_hashes_and_resumes_with_rest(

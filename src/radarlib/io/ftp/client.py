@@ -223,6 +223,12 @@ def _receive_file(
     return received
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Done callback: mark a future's exception as seen (no "never retrieved" warning)."""
+    if not future.cancelled():
+        future.exception()
+
+
 def _hash_prefix(path: Path, length: int) -> hashlib._Hash | None:
     """sha256 of the first ``length`` bytes of ``path``; ``None`` if the file is shorter."""
     digest = hashlib.sha256()
@@ -656,9 +662,8 @@ class FTPClient:
             if channel.cut():  # the thread is connected: it ends at once, wait for it,
                 with contextlib.suppress(BaseException):  # so no write follows our cleanup
                     await asyncio.wait({data})
-            for future in (data, reply):  # retrieved (often _Aborted): not logged as lost
-                if future.done() and not future.cancelled():
-                    future.exception()
+            for future in (data, reply):  # outcomes (often _Aborted) are expected, not lost
+                future.add_done_callback(_retrieve)
             raise
         await self._command(None, "2xx", "1xx", what=command)
         return result
