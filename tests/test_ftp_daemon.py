@@ -368,6 +368,36 @@ def test_failed_file_recorded_then_retried_later(
     _assert_verified(ftp_server, tmp_path, good | {name})
 
 
+def test_a_burst_that_cannot_be_made_durable_is_not_recorded_and_retried(
+    ftp_server: FTPServerThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write-back error (EIO from fsync/syncfs) fails the burst's files: no row, retried."""
+    from radarlib.io.ftp import download_daemon
+
+    names = set(_publish_random(ftp_server, DAY + timedelta(hours=1), ("DBZH", "ZDR", "KDP")))
+    real = download_daemon.sync_files
+    seen: list[list[str]] = []
+    recorded_when_failing: list[int] = []
+
+    def flaky(paths: list[Path]) -> list[OSError | None]:
+        seen.append([p.name for p in paths])
+        if len(seen) == 1:  # the first burst hits a disk error
+            with SQLiteStateTracker(tmp_path / "state.db") as tracker:
+                recorded_when_failing.append(tracker.count("downloaded"))
+            return [OSError(5, "Input/output error", str(p)) for p in paths]
+        return real(paths)
+
+    monkeypatch.setattr(download_daemon, "sync_files", flaky)
+    config = _config(ftp_server, tmp_path, start_date=DAY, end_date=DAY + timedelta(hours=2))
+    daemon = DateBasedFTPDaemon(config)
+    _run(daemon)
+    assert recorded_when_failing == [0]
+    assert daemon.get_stats()["retries"] == len(seen[0]) and daemon.get_stats()["failures"] == 0
+    assert sorted(n for burst in seen[1:] for n in burst) == sorted(f".{n}.part" for n in names)
+    _assert_verified(ftp_server, tmp_path, names)
+    assert not list(tmp_path.rglob("*.part"))
+
+
 def test_wrong_password_is_one_clear_error(
     ftp_server: FTPServerThread, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

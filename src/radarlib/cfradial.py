@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from radarlib.durability import fsync_path
 from radarlib.filename import format_iso
 from radarlib.vocabulary import (
     FILL_VALUE,
@@ -78,20 +79,6 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
 
 
-def _fsync_path(path: Path, directory: bool = False) -> None:
-    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        if directory:  # some platforms cannot open directories; the rename still happened
-            return
-        raise
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_cfradial(
     radar: Radar,
     path: str | os.PathLike[str],
@@ -118,14 +105,14 @@ def write_cfradial(
         if pending and direct is not None:
             _write_chunks(tmp, pending, compression_level, shuffle, direct)
         if fsync:
-            _fsync_path(tmp)
+            fsync_path(tmp)
         os.replace(tmp, final)
     except BaseException:
         with suppress(OSError):
             tmp.unlink()
         raise
     if fsync:
-        _fsync_path(final.parent, directory=True)
+        fsync_path(final.parent, directory=True)
     return final
 
 

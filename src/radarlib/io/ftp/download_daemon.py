@@ -35,13 +35,13 @@ import random
 import ssl
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from radarlib.checks import check_aware, check_bool, check_integer, check_number
+from radarlib.durability import sync_files, sync_folder
 from radarlib.errors import (
     ConfigError,
     FileNameError,
@@ -82,8 +82,6 @@ _MAX_WARNED_NAMES = 10_000
 # received files gather this long (less when the burst is full or no other file is in
 # flight), then are finished together: fewer journal commits, which stall transfers' writes
 _FINISH_GATHER_SECONDS = 0.1
-# fsyncs of a burst run side by side, so the file system commits them together
-_FSYNC_POOL = ThreadPoolExecutor(8, thread_name_prefix="ftp-fsync")
 
 
 @dataclass
@@ -264,28 +262,6 @@ def _backoff(base: float, attempt: int, cap: float) -> float:
     """Exponential backoff with jitter: ``base * 2**(attempt-1)`` capped, times 0.5-1.5."""
     delay = min(cap, base * (2 ** max(0, attempt - 1)))
     return delay * random.uniform(0.5, 1.5)  # jitter, not security
-
-
-def _fsync_file(path: Path) -> OSError | None:
-    """fsync the file at ``path``; returns the error instead of raising it (for pool maps)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        return exc
-    return None
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 class DateBasedFTPDaemon:
@@ -935,18 +911,14 @@ class DateBasedFTPDaemon:
         return waiting < self._finish_batch and len(self._active) > waiting
 
     def _finish_sync(self, batch: list[_Received]) -> list[list[str] | BaseException]:
-        """fsync each file, rename it, fsync the folders, then record the rows (worker thread).
+        """Make the files durable, rename them, sync the folders, record the rows (a thread).
 
-        The files of a burst are fsynced concurrently (``_FSYNC_POOL``), so the file system
-        can commit them together instead of one journal commit after the other.
+        :func:`~radarlib.durability.sync_files` makes the whole burst durable at once (one
+        journal commit where ``syncfs`` is available, not one per file).
         """
         outcomes: list[list[str] | BaseException] = []
         renamed: list[_Received] = []
-        temps = [item.temp for item in batch]
-        if len(temps) > 1:
-            synced = list(_FSYNC_POOL.map(_fsync_file, temps))
-        else:
-            synced = [_fsync_file(temps[0])]
+        synced = sync_files([item.temp for item in batch])
         for item, error in zip(batch, synced, strict=True):
             try:
                 if error is not None:
@@ -960,7 +932,7 @@ class DateBasedFTPDaemon:
                 renamed.append(item)
                 outcomes.append([])
         for folder in {item.final.parent for item in renamed}:
-            _fsync_dir(folder)
+            sync_folder(folder)
         tracker, types = self._require_tracker(), self.config.volume_types
         records: list[DownloadedFile] = []
         for item in renamed:
