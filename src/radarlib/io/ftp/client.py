@@ -35,7 +35,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -259,6 +259,7 @@ class _TLSData:
     hostname: str
 
 
+@dataclass
 class _DataChannel:
     """One data connection, opened and used by a data thread, cut from the event loop.
 
@@ -269,26 +270,16 @@ class _DataChannel:
     woken by ``shutdown`` and ends at once.
     """
 
-    def __init__(
-        self,
-        address: tuple[str, int],
-        *,
-        connect_timeout: float,
-        reply_timeout: float,
-        data_timeout: float,
-        tls: _TLSData | None,
-        what: str,
-    ) -> None:
-        self.address = address
-        self.connect_timeout = connect_timeout
-        self.reply_timeout = reply_timeout
-        self.data_timeout = data_timeout
-        self.tls = tls
-        self.what = what
-        self.aborted = threading.Event()
-        self._accepted = threading.Event()
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
+    address: tuple[str, int]
+    connect_timeout: float
+    reply_timeout: float  # the loop accepts or cuts within this (its command timeout)
+    data_timeout: float
+    tls: _TLSData | None
+    what: str
+    aborted: threading.Event = field(default_factory=threading.Event, init=False)
+    _accepted: threading.Event = field(default_factory=threading.Event, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _sock: socket.socket | None = field(default=None, init=False)
 
     def run(self, receive: Callable[..., _T], *args: Any) -> _T:
         """In a data thread: connect, then ``receive(sock, *args, aborted)``; always closes."""
