@@ -7,9 +7,10 @@ import gc
 import hashlib
 import logging
 import os
+import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -52,9 +53,8 @@ def test_listing_size_and_missing_folders(tmp_path: Path, mlsd: bool) -> None:
 
         async def go() -> None:
             async with _client(server) as ftp:
-                assert [
-                    (e.name, e.is_dir) for e in await ftp.list_dir("/L2/RMA1/2025/01/01/00")
-                ] == [("0500", True)]
+                hours = await ftp.list_dir("/L2/RMA1/2025/01/01/00")
+                assert [(e.name, e.is_dir) for e in hours or []] == [("0500", True)]
                 files = await ftp.list_dir("/L2/RMA1/2025/01/01/00/0500")
                 assert [(e.name, e.is_dir, e.size) for e in files or []] == [(NAME, False, 1234)]
                 assert await ftp.list_dir("/L2/RMA1/1999") is None
@@ -266,3 +266,101 @@ def test_server_stopped_mid_transfer_then_resumed(
 
     asyncio.run(go())
     assert dest.read_bytes() == payload
+
+
+class _ScriptedServer:
+    """A control connection that logs in and then answers each command from a script.
+
+    ``script`` maps a command verb to the raw reply bytes; it lets the client's reply
+    parser meet replies pyftpdlib never sends (odd multi-line forms, garbage, huge lines).
+    """
+
+    def __init__(self, script: dict[str, bytes]) -> None:
+        self.script = script
+        self.received: list[str] = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"220 scripted\r\n")
+            for raw in lines:
+                verb = raw.decode().split(" ", 1)[0].strip().upper()
+                self.received.append(verb)
+                reply = {"USER": b"331 password\r\n", "PASS": b"230 in\r\n"}.get(verb)
+                if reply is None:
+                    reply = self.script.get(verb, b"502 no\r\n")
+                conn.sendall(reply)
+                if not reply.endswith(b"\n"):  # a reply cut short: the server hangs up
+                    return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[[dict[str, bytes]], _ScriptedServer]]:
+    servers: list[_ScriptedServer] = []
+
+    def start(script: dict[str, bytes]) -> _ScriptedServer:
+        servers.append(_ScriptedServer(script))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_multi_line_replies_per_rfc_959(
+    scripted: Callable[[dict[str, bytes]], _ScriptedServer],
+) -> None:
+    server = scripted(
+        {
+            "TYPE": b"200 binary\r\n",
+            # interior lines may start with digits, even the reply's own code plus a dash
+            "FEAT": b"211-Features:\r\n 211 not the end\r\n211-still not\r\n MLST size*;\r\n"
+            b"211 End\r\n",
+            "SIZE": b"213-counting\r\n123 a numeric line\r\n213 4567\r\n",
+        }
+    )
+
+    async def go() -> None:
+        async with FTPClient("127.0.0.1", server.port, command_timeout=5.0) as ftp:
+            assert ftp._mlsd  # MLST was found inside the multi-line FEAT reply
+            assert await ftp.size("/x") == 4567
+
+    asyncio.run(go())
+    assert server.received[:4] == ["USER", "PASS", "TYPE", "FEAT"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (b"hello there\r\n", "unreadable reply 'hello there'"),
+        (b"2\r\n", "unreadable reply '2'"),
+        (b"213 " + b"9" * 70_000 + b"\r\n", "reply line too long"),
+        (b"213 12", "closed the control connection"),  # cut mid-line
+    ],
+)
+def test_malformed_replies_are_transport_errors(
+    scripted: Callable[[dict[str, bytes]], _ScriptedServer], reply: bytes, message: str
+) -> None:
+    server = scripted({"TYPE": b"200 binary\r\n", "FEAT": b"211 none\r\n", "SIZE": reply})
+
+    async def go() -> None:
+        ftp = FTPClient("127.0.0.1", server.port, command_timeout=5.0)
+        await ftp.connect()
+        with pytest.raises(TransportError, match=re.escape(message)):
+            await ftp.size("/x")
+        assert not ftp.connected  # a garbled session is dropped, not reused
+        server.close()
+
+    asyncio.run(go())
