@@ -219,6 +219,16 @@ def main() -> int:
         f"  throughput ratio daemon x4 / plain = {r4:.2f} (bar > 1.00)"
         f" {'OK' if r4 > 1.0 else 'BELOW BAR'}"
     )
+    plain = results["plain"]
+    paired = {
+        label: statistics.median(p / d for p, d in zip(plain, results[label], strict=True))
+        for label in ("daemon x1", "daemon x4")
+    }
+    print(  # a repeat's runs follow each other within seconds: their ratios cancel the drift
+        "  (per-repeat ratios, median: "
+        + ", ".join(f"{label} {ratio:.2f}" for label, ratio in paired.items())
+        + ")"
+    )
     print(
         f"latency appearance -> DB row, poll_interval {args.poll:g} s, {len(delays)} files: "
         f"median {statistics.median(delays):.2f} s ({statistics.median(delays) / args.poll:.2f}"
