@@ -913,8 +913,8 @@ class DateBasedFTPDaemon:
     def _finish_sync(self, batch: list[_Received]) -> list[list[str] | BaseException]:
         """Make the files durable, rename them, sync the folders, record the rows (a thread).
 
-        :func:`~radarlib.durability.sync_files` makes the whole burst durable at once (one
-        journal commit where ``syncfs`` is available, not one per file).
+        :func:`~radarlib.durability.sync_files` fsyncs the burst's files side by side, so
+        the file system can merge their journal commits.
         """
         outcomes: list[list[str] | BaseException] = []
         renamed: list[_Received] = []
