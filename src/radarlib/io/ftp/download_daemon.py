@@ -35,6 +35,7 @@ import random
 import ssl
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -878,6 +879,21 @@ class DateBasedFTPDaemon:
         then serve several files, so fewer journal commits stall the transfers' own writes.
         """
         queue, more, loop = self._finishing, self._finish_now, asyncio.get_running_loop()
+        # a thread of its own: a slow disk delays this daemon's recording, never the
+        # default executor that the other daemons of the process need
+        finishing = ThreadPoolExecutor(1, thread_name_prefix="ftp-finish")
+        try:
+            await self._finish_bursts(queue, more, loop, finishing)
+        finally:
+            finishing.shutdown(wait=False)
+
+    async def _finish_bursts(
+        self,
+        queue: asyncio.Queue[_Received],
+        more: asyncio.Event,
+        loop: asyncio.AbstractEventLoop,
+        finishing: ThreadPoolExecutor,
+    ) -> None:
         while True:
             batch = [await queue.get()]
             try:
@@ -889,7 +905,9 @@ class DateBasedFTPDaemon:
                 while not queue.empty():
                     batch.append(queue.get_nowait())
                 try:
-                    outcomes = await asyncio.shield(asyncio.to_thread(self._finish_sync, batch))
+                    outcomes = await asyncio.shield(
+                        loop.run_in_executor(finishing, self._finish_sync, batch)
+                    )
                 except Exception as exc:  # unexpected: every file of the burst is retried
                     logger.error("finishing %d received files failed: %s", len(batch), exc)
                     outcomes = [exc] * len(batch)
