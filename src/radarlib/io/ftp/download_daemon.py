@@ -867,33 +867,28 @@ class DateBasedFTPDaemon:
         if not self._gathering(1):  # a gathering finisher holds one file: the burst is due
             self._finish_now.set()
 
-    # -- finishing: fsync, rename, record -------------------------------------------------------
+    # -- finishing: make durable, rename, record ------------------------------------------------
     async def _finisher(self) -> None:
         """Make received files durable and record them, a burst at a time in one thread hop.
 
-        A file is recorded only after its own fsync, its rename and the fsync of its folder,
+        A file is recorded only after it is durable (its fsync, or the ``syncfs`` of its burst:
+        :func:`~radarlib.durability.sync_files`), its rename and the fsync of its folder,
         the burst in one :meth:`SQLiteStateTracker.mark_downloaded_many` transaction, so a
         crash at any point leaves either no row or a row for a complete, durable file. The
         finisher lets files gather for up to ``_FINISH_GATHER_SECONDS`` first (not when no
         other file is in flight, nor beyond a full burst): one folder fsync and one commit
         then serve several files, so fewer journal commits stall the transfers' own writes.
         """
-        queue, more, loop = self._finishing, self._finish_now, asyncio.get_running_loop()
         # a thread of its own: a slow disk delays this daemon's recording, never the
         # default executor that the other daemons of the process need
         finishing = ThreadPoolExecutor(1, thread_name_prefix="ftp-finish")
         try:
-            await self._finish_bursts(queue, more, loop, finishing)
+            await self._finish_bursts(finishing)
         finally:
             finishing.shutdown(wait=False)
 
-    async def _finish_bursts(
-        self,
-        queue: asyncio.Queue[_Received],
-        more: asyncio.Event,
-        loop: asyncio.AbstractEventLoop,
-        finishing: ThreadPoolExecutor,
-    ) -> None:
+    async def _finish_bursts(self, finishing: ThreadPoolExecutor) -> None:
+        queue, more, loop = self._finishing, self._finish_now, asyncio.get_running_loop()
         while True:
             batch = [await queue.get()]
             try:
@@ -931,8 +926,8 @@ class DateBasedFTPDaemon:
     def _finish_sync(self, batch: list[_Received]) -> list[list[str] | BaseException]:
         """Make the files durable, rename them, sync the folders, record the rows (a thread).
 
-        :func:`~radarlib.durability.sync_files` fsyncs the burst's files side by side, so
-        the file system can merge their journal commits.
+        :func:`~radarlib.durability.sync_files` makes the burst durable with one journal
+        commit where it can (``syncfs``), else fsyncs its files side by side.
         """
         outcomes: list[list[str] | BaseException] = []
         renamed: list[_Received] = []
