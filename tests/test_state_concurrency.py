@@ -8,6 +8,7 @@ import random
 import signal
 import sqlite3
 import sys
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -241,3 +242,31 @@ def test_sigkill_while_recording_keeps_files_and_volumes_in_step(tmp_path: Path)
             ]
             == 1
         )
+
+
+def test_daemons_opening_a_new_database_together_all_get_it(tmp_path: Path) -> None:
+    """Regression (CI, session 3): two daemons starting on a fresh file at once.
+
+    Switching a new file to WAL may answer "database is locked" at once, without the busy
+    handler; the opener must wait and retry instead of failing its daemon.
+    """
+    failures: list[str] = []
+    for round_ in range(150):
+        db = tmp_path / f"fresh{round_}.db"
+        barrier = threading.Barrier(4)
+
+        def open_and_close(db: Path = db, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                SQLiteStateTracker(db).close()
+            except Exception as exc:  # collected and asserted below
+                failures.append(f"{type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=open_and_close) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    with SQLiteStateTracker(tmp_path / "fresh0.db") as tracker:
+        assert tracker.get_volumes_by_status("pending") == []

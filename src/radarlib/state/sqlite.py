@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -209,14 +210,36 @@ class SQLiteStateTracker:
     # ------------------------------------------------------------------ connection
 
     def _open(self) -> sqlite3.Connection:
+        """Connect and configure, retrying while another connection holds the file busy.
+
+        Switching a fresh file to WAL and the first schema transaction take locks for which
+        SQLite may answer ``SQLITE_BUSY`` at once instead of calling the busy handler (to avoid
+        a deadlock between two openers), so two daemons starting together on a new database
+        retry here, with a growing pause, until :attr:`timeout` has passed.
+        """
         path = self.db_path
-        memory = str(path) == ":memory:"
-        if not memory:
+        if str(path) != ":memory:":
             self._check_header(path)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StateError(f"{path}: cannot create its folder: {exc}") from exc
+        deadline = time.monotonic() + self.timeout
+        pause = 0.005
+        while True:
+            try:
+                return self._connect()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() + pause > deadline:
+                    raise StateError(f"{path}: unusable state database: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise StateError(f"{path}: unusable state database: {exc}") from exc
+            time.sleep(pause)
+            pause = min(pause * 2, 0.25)
+
+    def _connect(self) -> sqlite3.Connection:
+        """One attempt: connect, check the version, switch to WAL, create or migrate the schema."""
+        path = self.db_path
         try:
             conn = sqlite3.connect(
                 str(path), timeout=self.timeout, isolation_level=None, check_same_thread=False
@@ -228,14 +251,11 @@ class SQLiteStateTracker:
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             check_version(conn, str(path))  # refuse corrupt/newer/foreign files untouched
             mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
-            if mode != "wal" and not memory:
+            if mode != "wal" and str(path) != ":memory:":
                 raise StateError(f"{path}: cannot switch to WAL mode (journal_mode={mode})")
             conn.execute("PRAGMA synchronous = NORMAL")  # durable across crashes in WAL mode
             conn.execute("PRAGMA foreign_keys = ON")
             ensure_schema(conn, str(path))
-        except sqlite3.Error as exc:
-            conn.close()
-            raise StateError(f"{path}: unusable state database: {exc}") from exc
         except BaseException:
             conn.close()
             raise
@@ -1118,3 +1138,11 @@ class SQLiteStateTracker:
             for status, number in conn.execute(sql + " GROUP BY status", params):
                 counts[str(status)] = int(number)
         return counts
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """True for SQLITE_BUSY/SQLITE_LOCKED answers (another connection holds the file)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
