@@ -89,6 +89,41 @@ def test_refused_listings_leave_no_unretrieved_errors(
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
 
 
+def test_fetch_frees_the_connection_before_the_file_is_settled(
+    ftp_server: FTPServerThread, tmp_path: Path
+) -> None:
+    """fetch() returns once the server confirmed; the next commands may go out meanwhile."""
+    data = {name: os.urandom(1_500_000 + i) for i, name in enumerate(("a", "b", "c"))}
+    for name, content in data.items():
+        ftp_server.publish(NAME.replace("DBZH", name.upper() + "X"), content)
+
+    async def go() -> None:
+        async with _client(ftp_server) as ftp:
+            fetched = []
+            for name in data:
+                remote = REMOTE.replace("DBZH", name.upper() + "X")
+                fetched.append(await ftp.fetch(remote, tmp_path / name))
+                assert await ftp.size(remote) == len(data[name])  # the connection is free
+            for name, item in zip(data, fetched, strict=True):
+                done = await asyncio.to_thread(item.settle, 10)
+                assert (done.size, done.sha256) == (len(data[name]), _sha(data[name]))
+                assert (tmp_path / name).read_bytes() == data[name]
+
+    asyncio.run(go())
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_local_write_error_is_a_transport_error_naming_it(
+    ftp_server: FTPServerThread, payload: bytes
+) -> None:
+    async def go() -> None:
+        async with _client(ftp_server) as ftp:
+            with pytest.raises(TransportError, match="No space left on device"):
+                await ftp.download(REMOTE, Path("/dev/full"), resume=False)
+
+    asyncio.run(go())
+
+
 def test_download_hashes_and_resumes_with_rest(
     ftp_server: FTPServerThread, payload: bytes, tmp_path: Path
 ) -> None:

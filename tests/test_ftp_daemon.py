@@ -368,6 +368,34 @@ def test_failed_file_recorded_then_retried_later(
     _assert_verified(ftp_server, tmp_path, good | {name})
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_fails_the_file_not_the_daemon(
+    ftp_server: FTPServerThread, tmp_path: Path
+) -> None:
+    """Writing a file fails with ENOSPC: that file is recorded failed, the rest go on."""
+    moment = DAY + timedelta(hours=1, minutes=10)
+    names = set(_publish_random(ftp_server, moment, ("DBZH", "ZDR", "KDP")))
+    full = sorted(names)[0]
+    (tmp_path / "dl").mkdir()
+    (tmp_path / "dl" / f".{full}.part").symlink_to("/dev/full")  # every write: no space
+    config = _config(
+        ftp_server, tmp_path, start_date=DAY, end_date=DAY + timedelta(hours=2), max_attempts=1
+    )
+    daemon = DateBasedFTPDaemon(config)
+    _run(daemon)
+    assert daemon.get_stats()["failures"] == 1
+    assert daemon.get_stats()["files_downloaded"] == len(names) - 1
+    with SQLiteStateTracker(tmp_path / "state.db") as tracker:
+        row = tracker.get_download(full)
+        assert row is not None and row["status"] == "failed"
+        assert "No space left on device" in row["last_error"]
+    assert not list((tmp_path / "dl").glob(".*.part"))  # the link too: nothing left behind
+
+    time.sleep(0.6)  # failed_retry_interval; the disk has space again
+    _run(DateBasedFTPDaemon(config))
+    _assert_verified(ftp_server, tmp_path, names)
+
+
 def test_a_burst_that_cannot_be_made_durable_is_not_recorded_and_retried(
     ftp_server: FTPServerThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

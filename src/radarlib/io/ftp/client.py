@@ -13,10 +13,13 @@ that makes no progress for ``data_timeout`` seconds is cut and reported as stall
 aioftp opens the session (connection, explicit TLS, login). The commands of a transfer then
 go straight over its control stream (one write, one reply read, under one deadline), and
 the data connection belongs to a data thread: it connects while the loop sends the command,
-then receives, hashes and writes each block (every one of these calls releases the GIL),
-so the event loop only runs the control conversation and awaits one future per transfer.
-Listings take the same path. With TLS the data channel is wrapped (and verified) with the
-control connection's context and session.
+then only receives; a writer thread writes and hashes each block meanwhile
+(:mod:`radarlib.io.ftp.sink`; every one of these calls releases the GIL), so the event loop
+only runs the control conversation and awaits one future per transfer. :meth:`FTPClient.fetch`
+returns as soon as the server confirmed the transfer, while the last blocks are still being
+written, so a caller can send the next file's commands meanwhile; :meth:`FTPClient.download`
+waits for the file too. Listings take the same path. With TLS the data channel is wrapped
+(and verified) with the control connection's context and session.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import contextlib
 import functools
 import hashlib
 import logging
-import os
 import re
 import socket
 import ssl
@@ -42,12 +44,12 @@ from typing import Any, TypeVar
 import aioftp
 
 from radarlib.errors import FTPAuthError, RemotePathError, TransportError
+from radarlib.io.ftp.sink import BLOCK, FileSink
 
-__all__ = ["FTPClient", "RemoteEntry", "ReplyError", "Transfer"]
+__all__ = ["FTPClient", "Fetched", "RemoteEntry", "ReplyError", "Transfer"]
 
 logger = logging.getLogger(__name__)
 
-_BLOCK = 1 << 18  # data is received, hashed and written in blocks of this size
 _HASH_BLOCK = 1 << 20
 _MAX_DATA_THREADS = 128  # one per transfer in flight, shared by every client in the process
 _EPSV_PORT = re.compile(r"\((.)\1\1(\d{1,5})\1\)")
@@ -58,7 +60,7 @@ _PASV_ADDRESS = re.compile(r"(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(
 _T = TypeVar("_T")
 
 _DATA_POOL = ThreadPoolExecutor(_MAX_DATA_THREADS, thread_name_prefix="ftp-data")
-_thread_buffers = threading.local()  # one receive buffer per data thread, reused
+_thread_buffers = threading.local()  # one listing buffer per data thread, reused
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,35 @@ class Transfer:
     size: int
     sha256: str | None
     resumed_from: int
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """Outcome of :meth:`FTPClient.fetch`: every byte is received, the file is being finished.
+
+    ``size`` (the final local size) and ``resumed_from`` are known at once; the sha256 and
+    the complete, closed file come with :meth:`settle` (blocking, for a worker thread) or
+    ``await`` :meth:`settled`, a moment later.
+    """
+
+    size: int
+    resumed_from: int
+    sink: FileSink = field(repr=False)
+
+    def settle(self, timeout: float | None = None) -> Transfer:
+        """Wait (blocking) until the file is written and closed.
+
+        Raises:
+            OSError: writing the file failed (the bytes were received, not kept).
+        """
+        return self._transfer(self.sink.result(timeout).sha256)
+
+    async def settled(self) -> Transfer:
+        """Wait (without blocking the loop) until the file is written and closed."""
+        return self._transfer((await asyncio.wrap_future(self.sink.done())).sha256)
+
+    def _transfer(self, sha256: str | None) -> Transfer:
+        return Transfer(size=self.size, sha256=sha256, resumed_from=self.resumed_from)
 
 
 class ReplyError(TransportError):
@@ -138,10 +169,10 @@ def _arm(sock: socket.socket, timeout: float) -> int:
 
 
 def _buffer() -> memoryview:
-    """This data thread's receive buffer (allocated once per thread, not per transfer)."""
+    """This data thread's listing buffer (allocated once per thread, not per listing)."""
     view: memoryview | None = getattr(_thread_buffers, "view", None)
     if view is None:
-        view = _thread_buffers.view = memoryview(bytearray(_BLOCK))
+        view = _thread_buffers.view = memoryview(bytearray(BLOCK))
     return view
 
 
@@ -159,14 +190,6 @@ def _recv_into(sock: socket.socket, view: memoryview, flags: int, aborted: threa
         raise
 
 
-def _keep(fd: int, block: memoryview, digest: Any) -> None:
-    """Hash ``block`` (while it is still in the CPU cache) and write all of it to ``fd``."""
-    if digest is not None:
-        digest.update(block)
-    while block:  # a short write is continued
-        block = block[os.write(fd, block) :]
-
-
 def _receive_bytes(sock: socket.socket, timeout: float, aborted: threading.Event) -> bytes:
     """Everything a data connection sends until EOF, in memory (a listing; in a data thread)."""
     flags = _arm(sock, timeout)
@@ -180,44 +203,36 @@ def _receive_bytes(sock: socket.socket, timeout: float, aborted: threading.Event
 
 
 def _receive_file(
-    sock: socket.socket,
-    path: Path,
-    append: bool,
-    digest: Any,
-    timeout: float,
-    aborted: threading.Event,
+    sock: socket.socket, sink: FileSink, timeout: float, aborted: threading.Event
 ) -> int:
-    """Copy a data connection into ``path`` (in a data thread); returns the bytes received.
+    """Receive a data connection into ``sink`` (in a data thread); returns the bytes received.
 
-    Blocks of up to ``_BLOCK`` bytes are received into this thread's reused buffer, hashed
-    while still in the CPU cache and written to a raw descriptor (no Python file buffering,
-    no copies); the kernel keeps receiving into the socket buffer meanwhile. Bytes received
-    before a failure are hashed and written too, so a broken transfer leaves them in the
-    file for a later resume. A socket silent for ``timeout`` seconds raises
-    :class:`_Stalled`; a socket cut by :class:`FTPClient` raises :class:`_Aborted`.
+    Each block is received straight into one of the sink's buffers and handed to its writer,
+    which writes and hashes it while the next one arrives. Bytes received before a failure
+    are handed over too, so a broken transfer leaves them in the file for a later resume.
+    A socket silent for ``timeout`` seconds raises :class:`_Stalled`; a socket cut by
+    :class:`FTPClient` raises :class:`_Aborted`.
     """
-    view, size = _buffer(), _BLOCK
     flags = _arm(sock, timeout)
-    mode = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
-    fd = os.open(path, mode | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0), 0o666)
-    received = filled = 0
+    sink.open()
+    received = 0
     try:
         while True:
-            count = _recv_into(sock, view[filled:], flags, aborted)
-            filled += count
-            if count and filled < size:
-                continue
-            block, filled = view[:filled], 0  # a full block, or the last one (EOF)
-            _keep(fd, block, digest)
-            received += len(block)
-            if not count:
+            view = sink.block()
+            filled = 0
+            try:
+                while filled < len(view):
+                    count = _recv_into(sock, view[filled:], flags, aborted)
+                    if not count:
+                        break
+                    filled += count
+            finally:
+                sink.put(view, filled)
+            received += filled
+            if filled < len(view):  # EOF
                 break
     finally:
-        try:
-            if filled:  # received before a failure: kept for a resume
-                _keep(fd, view[:filled], digest)
-        finally:
-            os.close(fd)
+        sink.close()
     if aborted.is_set():
         raise _Aborted
     return received
@@ -669,10 +684,31 @@ class FTPClient:
     ) -> Transfer:
         """Download ``remote_path`` into ``destination``, continuing an existing partial file.
 
+        :meth:`fetch`, then wait until the file is written: on return it is complete and
+        closed (not fsynced) and the sha256, computed while receiving, is known.
+        """
+        fetched = await self.fetch(remote_path, destination, resume=resume, checksum=checksum)
+        try:
+            return await fetched.settled()
+        except OSError as exc:
+            raise TransportError(f"RETR {remote_path}: writing {destination}: {exc}") from exc
+
+    async def fetch(
+        self,
+        remote_path: str,
+        destination: Path,
+        *,
+        resume: bool = True,
+        checksum: bool = True,
+    ) -> Fetched:
+        """Receive ``remote_path`` into ``destination``; return once the server confirmed it.
+
         With ``resume`` and a non-empty ``destination``, the transfer restarts at its size with
         REST (the existing bytes are re-hashed first); if the server refuses REST it starts
-        over. The sha256 of the whole file is computed while receiving. The file is closed but
-        not fsynced on return. On failure the partial file stays for a later resume.
+        over. The last blocks may still be being written (and hashed) on return: the caller
+        may send other commands meanwhile and must :meth:`Fetched.settle` before it uses the
+        file. On failure nothing is still being written: the partial file stays, whole, for
+        a later resume.
         """
         what = f"RETR {remote_path}"
         offset = _local_size(destination) if resume and self.supports_rest else 0
@@ -683,6 +719,7 @@ class FTPClient:
                 offset = 0
             else:
                 digest = prefix
+        sink: FileSink | None = None
         try:
             with _translated(what):
                 address = await self._passive_address()
@@ -697,16 +734,15 @@ class FTPClient:
                         )
                         self.supports_rest = False
                         offset, digest = 0, (hashlib.sha256() if checksum else None)
+                sink = FileSink(destination, append=offset > 0, digest=digest)
                 received = await self._transfer(
-                    address, what, _receive_file, destination, offset > 0, digest, self.data_timeout
+                    address, what, _receive_file, sink, self.data_timeout
                 )
-        except ReplyError:
+        except BaseException as exc:
+            if sink is not None:  # the bytes received so far are written before we return
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(asyncio.wrap_future(sink.done()))
+            if not isinstance(exc, ReplyError):
+                self.abort()
             raise
-        except BaseException:
-            self.abort()
-            raise
-        return Transfer(
-            size=offset + received,
-            sha256=digest.hexdigest() if digest is not None else None,
-            resumed_from=offset,
-        )
+        return Fetched(size=offset + received, resumed_from=offset, sink=sink)

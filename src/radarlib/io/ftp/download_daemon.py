@@ -51,7 +51,7 @@ from radarlib.errors import (
     TransportError,
 )
 from radarlib.filename import BufrFileName, parse_iso
-from radarlib.io.ftp.client import FTPClient, Transfer
+from radarlib.io.ftp.client import Fetched, FTPClient, Transfer
 from radarlib.io.ftp.scan import (
     HOUR,
     Coverage,
@@ -228,12 +228,16 @@ class _Job:
 
 @dataclass(frozen=True)
 class _Received:
-    """A file whose bytes are in ``temp`` and verified, waiting to be made durable and recorded."""
+    """A file whose bytes are received and their count verified, on their way into ``temp``.
+
+    The finisher settles it (the last blocks written, the sha256 known), makes it durable
+    and records it.
+    """
 
     job: _Job
     temp: Path
     final: Path
-    transfer: Transfer
+    fetched: Fetched
 
 
 @dataclass
@@ -257,6 +261,13 @@ _Listed = tuple[str, BufrFileName, str, int | None]
 
 class _Deferred(Exception):
     """The file changed on the server during the transfer: leave it for the next poll."""
+
+
+def _discard(fetched: Fetched, temp: Path) -> None:
+    """Drop a received file that will not be kept, once its writer is done with it."""
+    with contextlib.suppress(OSError):
+        fetched.settle()
+    temp.unlink(missing_ok=True)
 
 
 def _backoff(base: float, attempt: int, cap: float) -> float:
@@ -835,7 +846,7 @@ class DateBasedFTPDaemon:
                 raise TransportError(f"{job.remote_path}: no longer on the server")
         self._temps.add(temp)
         try:
-            transfer = await client.download(
+            fetched = await client.fetch(
                 job.remote_path, temp, resume=c.resume_partial, checksum=c.verify_checksums
             )
         except asyncio.CancelledError:
@@ -847,23 +858,24 @@ class DateBasedFTPDaemon:
                 await asyncio.to_thread(temp.unlink, missing_ok=True)
                 self._temps.discard(temp)
             raise
-        if transfer.resumed_from:
+        if fetched.resumed_from:
             self._stats.resumed_transfers += 1
         # an open hour may still be uploading: ask again (SIZE after == SIZE/listing before);
         # in a closed hour the listed size is final and the received size must equal it
         after = await client.size(job.remote_path) if not job.closed else expected
-        if transfer.size != expected or after != transfer.size:
-            await asyncio.to_thread(temp.unlink, missing_ok=True)
+        if fetched.size != expected or after != fetched.size:
+            await asyncio.to_thread(_discard, fetched, temp)
             self._temps.discard(temp)
             if after is not None and after != expected:
                 self._sizes[job.key] = after
                 raise _Deferred(f"size changed on the server ({expected} -> {after} bytes)")
             raise TransportError(
-                f"{job.remote_path}: received {transfer.size} bytes, server says {after}"
+                f"{job.remote_path}: received {fetched.size} bytes, server says {after}"
             )
-        # The bytes are in and verified: the slot is free for the next transfer while the
-        # finisher makes this file durable and records it (bounded queue: back-pressure).
-        await self._finishing.put(_Received(job, temp, final, transfer))
+        # The bytes are in and counted: the slot is free for the next transfer while the
+        # finisher settles this file, makes it durable and records it (bounded queue:
+        # back-pressure).
+        await self._finishing.put(_Received(job, temp, final, fetched))
         if not self._gathering(1):  # a gathering finisher holds one file: the burst is due
             self._finish_now.set()
 
@@ -924,16 +936,29 @@ class DateBasedFTPDaemon:
         return waiting < self._finish_batch and len(self._active) > waiting
 
     def _finish_sync(self, batch: list[_Received]) -> list[list[str] | BaseException]:
-        """Make the files durable, rename them, sync the folders, record the rows (a thread).
+        """Settle the files, make them durable, rename them, sync the folders, record the rows.
+
+        Runs in the finisher thread. Settling waits for each file's writer (its last blocks
+        written, its sha256 known); a file whose writing failed is a failed attempt.
 
         :func:`~radarlib.durability.sync_files` makes the burst durable with one journal
         commit where it can (``syncfs``), else fsyncs its files side by side.
         """
         outcomes: list[list[str] | BaseException] = []
-        renamed: list[_Received] = []
-        synced = sync_files([item.temp for item in batch])
-        for item, error in zip(batch, synced, strict=True):
+        renamed: list[tuple[_Received, Transfer]] = []
+        settled: list[Transfer | OSError] = []
+        for item in batch:  # written and hashed (by now, or a moment from now)
             try:
+                settled.append(item.fetched.settle())
+            except OSError as exc:
+                settled.append(exc)
+        written = zip(batch, settled, strict=True)
+        synced = iter(sync_files([item.temp for item, t in written if isinstance(t, Transfer)]))
+        for item, transfer in zip(batch, settled, strict=True):
+            try:
+                if not isinstance(transfer, Transfer):
+                    raise transfer
+                error = next(synced)
                 if error is not None:
                     raise error
                 os.replace(item.temp, item.final)
@@ -942,13 +967,13 @@ class DateBasedFTPDaemon:
                     item.temp.unlink(missing_ok=True)
                 outcomes.append(exc)
             else:
-                renamed.append(item)
+                renamed.append((item, transfer))
                 outcomes.append([])
-        for folder in {item.final.parent for item in renamed}:
+        for folder in {item.final.parent for item, _ in renamed}:
             sync_folder(folder)
         tracker, types = self._require_tracker(), self.config.volume_types
         records: list[DownloadedFile] = []
-        for item in renamed:
+        for item, transfer in renamed:
             name = item.job.name
             fields = expected_fields(types, name.strategy, name.volume_number)
             records.append(
@@ -956,8 +981,8 @@ class DateBasedFTPDaemon:
                     item.job.key,
                     item.job.remote_path,
                     str(item.final),
-                    item.transfer.size,
-                    item.transfer.sha256,
+                    transfer.size,
+                    transfer.sha256,
                     list(fields) if fields else None,
                 )
             )
@@ -972,13 +997,13 @@ class DateBasedFTPDaemon:
         job, key = item.job, item.job.key
         self._temps.discard(item.temp)
         self._stats.files_downloaded += 1
-        self._stats.bytes_downloaded += item.transfer.size
+        self._stats.bytes_downloaded += item.fetched.size
         self._attempts.pop(key, None)
         self._not_before.pop(key, None)
         self._failed.discard(key)
         self._done[key] = job.hour
         self._handled(job)
-        logger.debug("downloaded %s (%d bytes)", key, item.transfer.size)
+        logger.debug("downloaded %s (%d bytes)", key, item.fetched.size)
         if ready:
             logger.info("volume(s) ready: %s", ", ".join(ready))
 
