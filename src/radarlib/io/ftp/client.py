@@ -44,13 +44,14 @@ from typing import Any, TypeVar
 import aioftp
 
 from radarlib.errors import FTPAuthError, RemotePathError, TransportError
-from radarlib.io.ftp.sink import BLOCK, FileSink
+from radarlib.io.ftp.sink import FileSink
 
 __all__ = ["FTPClient", "Fetched", "RemoteEntry", "ReplyError", "Transfer"]
 
 logger = logging.getLogger(__name__)
 
 _HASH_BLOCK = 1 << 20
+_LISTING_BLOCK = 1 << 18  # listings are received into one buffer this size per data thread
 _MAX_DATA_THREADS = 128  # one per transfer in flight, shared by every client in the process
 _EPSV_PORT = re.compile(r"\((.)\1\1(\d{1,5})\1\)")
 _PASV_ADDRESS = re.compile(r"(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})")
@@ -172,7 +173,7 @@ def _buffer() -> memoryview:
     """This data thread's listing buffer (allocated once per thread, not per listing)."""
     view: memoryview | None = getattr(_thread_buffers, "view", None)
     if view is None:
-        view = _thread_buffers.view = memoryview(bytearray(BLOCK))
+        view = _thread_buffers.view = memoryview(bytearray(_LISTING_BLOCK))
     return view
 
 

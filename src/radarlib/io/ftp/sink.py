@@ -28,10 +28,13 @@ from typing import Any
 
 __all__ = ["BLOCK", "RING_BLOCKS", "FileSink", "Stored"]
 
-#: bytes per block: received, written and hashed in blocks of this size
-BLOCK = 1 << 18
-#: blocks of one file that may wait for its writer (the receiver waits beyond that)
-RING_BLOCKS = 4
+#: bytes per block: received, written and hashed in blocks of this size. Large, because
+#: every block costs each thread a few GIL hand-offs, and with several transfers in flight
+#: those wake-ups (not the copying) are what the CPUs spend their time on.
+BLOCK = 1 << 20
+#: blocks of one file that may wait for its writer (the receiver waits beyond that): double
+#: buffering, since the writer (page cache + sha256) outpaces a network transfer
+RING_BLOCKS = 2
 
 # A writer holds a thread while its file is being received: a pool of its own, as large as
 # the data pool, so writers never queue behind other work (or each other).
