@@ -1,11 +1,10 @@
-"""FileSink: a received file's blocks written and hashed in order, in a writer thread."""
+"""FileSink: a received file's blocks written and hashed in order, a few blocks behind."""
 
 from __future__ import annotations
 
 import errno
 import hashlib
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -23,30 +22,27 @@ def _feed(sink: FileSink, data: bytes, step: int) -> None:
             view[: len(chunk)] = chunk
             sink.put(view, len(chunk))
     finally:
-        sink.close()
+        sink.finish()
 
 
-@pytest.mark.parametrize("step", [1, 4096, BLOCK - 1, BLOCK])
-def test_blocks_are_written_in_order_and_hashed(tmp_path: Path, step: int) -> None:
-    data = os.urandom(3 * BLOCK + 12345)
+@pytest.mark.parametrize(("size", "step"), [(20, 1), (300_000, 4096), (3 * BLOCK + 5, BLOCK)])
+def test_blocks_are_written_in_order_and_hashed(tmp_path: Path, size: int, step: int) -> None:
+    data = os.urandom(size)
     path = tmp_path / "x.part"
     sink = FileSink(path, append=False, digest=hashlib.sha256())
-    _feed(sink, data[: 20 * step] if step < 4096 else data, step)
-    expected = data[: 20 * step] if step < 4096 else data
-    stored = sink.result(10)
-    assert path.read_bytes() == expected
-    assert stored.size == len(expected)
-    assert stored.sha256 == hashlib.sha256(expected).hexdigest()
+    _feed(sink, data, step)
+    stored = sink.result(0)  # finish() completed it
+    assert path.read_bytes() == data
+    assert (stored.size, stored.sha256) == (len(data), hashlib.sha256(data).hexdigest())
 
 
 def test_append_continues_a_file_and_its_digest(tmp_path: Path) -> None:
     head, tail = os.urandom(100_000), os.urandom(BLOCK + 7)
     path = tmp_path / "x.part"
     path.write_bytes(head)
-    digest = hashlib.sha256(head)
-    sink = FileSink(path, append=True, digest=digest)
+    sink = FileSink(path, append=True, digest=hashlib.sha256(head))
     _feed(sink, tail, BLOCK)
-    stored = sink.result(10)
+    stored = sink.result(0)
     assert path.read_bytes() == head + tail
     assert stored.size == len(tail)
     assert stored.sha256 == hashlib.sha256(head + tail).hexdigest()
@@ -56,68 +52,50 @@ def test_without_a_digest_it_only_writes(tmp_path: Path) -> None:
     data = os.urandom(5000)
     sink = FileSink(tmp_path / "x", append=False, digest=None)
     _feed(sink, data, 1000)
-    assert sink.result(10).sha256 is None
+    assert sink.result(0).sha256 is None
     assert (tmp_path / "x").read_bytes() == data
+
+
+def test_at_most_ring_blocks_are_held_unwritten(tmp_path: Path) -> None:
+    """Memory stays bounded: the receiver writes the oldest block before it reuses its buffer."""
+    path = tmp_path / "x"
+    sink = FileSink(path, append=False, digest=None)
+    sink.open()
+    blocks = [os.urandom(BLOCK) for _ in range(RING_BLOCKS + 2)]
+    sizes = []
+    for block in blocks:
+        view = sink.block()
+        sizes.append(path.stat().st_size)
+        view[:] = block
+        sink.put(view, BLOCK)
+    assert sizes == [0] * RING_BLOCKS + [BLOCK, 2 * BLOCK]
+    assert not sink.done().done()  # the held blocks are written by finish()
+    sink.finish()
+    assert path.read_bytes() == b"".join(blocks)
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_a_full_disk_fails_the_file_and_stops_the_receiver() -> None:
     sink = FileSink(Path("/dev/full"), append=False, digest=hashlib.sha256())
     sink.open()
-    view = sink.block()
-    sink.put(view, 1000)
-    with pytest.raises(OSError) as raised:  # the receiver learns at its next block or so
-        for _ in range(RING_BLOCKS + 2):
+    with pytest.raises(OSError) as raised:  # the receiver learns when a block is written
+        for _ in range(RING_BLOCKS + 1):
             sink.put(sink.block(), BLOCK)
     assert raised.value.errno == errno.ENOSPC
-    sink.close()
+    sink.finish()
     with pytest.raises(OSError) as failed:
-        sink.result(10)
+        sink.result(0)
     assert failed.value.errno == errno.ENOSPC
 
 
-class _Gate:
-    """A digest whose update waits for a gate: a writer that cannot keep up."""
-
-    def __init__(self) -> None:
-        self.gate = threading.Event()
-        self.inner = hashlib.sha256()
-
-    def update(self, data: memoryview) -> None:
-        self.gate.wait(10)
-        self.inner.update(data)
-
-    def hexdigest(self) -> str:
-        return self.inner.hexdigest()
-
-
-def test_a_receiver_ahead_of_its_writer_waits_bounded(tmp_path: Path) -> None:
-    """At most RING_BLOCKS blocks wait for the writer: memory stays bounded, nothing dropped."""
-    digest = _Gate()
-    sink = FileSink(tmp_path / "x", append=False, digest=digest)
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_write_error_after_the_transfer_reaches_whoever_waits() -> None:
+    sink = FileSink(Path("/dev/full"), append=False, digest=None)
     sink.open()
-    data = os.urandom(BLOCK)
-    handed = 0
-
-    def receive() -> None:
-        nonlocal handed
-        for _ in range(2 * RING_BLOCKS):
-            view = sink.block()
-            view[:] = data
-            sink.put(view, BLOCK)
-            handed += 1
-        sink.close()
-
-    receiver = threading.Thread(target=receive)
-    receiver.start()
-    receiver.join(0.5)
-    assert receiver.is_alive() and handed <= RING_BLOCKS  # held back, not buffering on
-    digest.gate.set()
-    receiver.join(10)
-    assert not receiver.is_alive() and handed == 2 * RING_BLOCKS
-    stored = sink.result(10)
-    assert stored.size == 2 * RING_BLOCKS * BLOCK
-    assert stored.sha256 == hashlib.sha256(data * (2 * RING_BLOCKS)).hexdigest()
+    sink.put(sink.block(), 1000)  # held: the transfer ends before anything is written
+    sink.finish()
+    with pytest.raises(OSError, match="No space left"):
+        sink.result(0)
 
 
 def test_a_sink_never_opened_is_done_and_cannot_open_later(tmp_path: Path) -> None:

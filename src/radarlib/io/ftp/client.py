@@ -13,13 +13,13 @@ that makes no progress for ``data_timeout`` seconds is cut and reported as stall
 aioftp opens the session (connection, explicit TLS, login). The commands of a transfer then
 go straight over its control stream (one write, one reply read, under one deadline), and
 the data connection belongs to a data thread: it connects while the loop sends the command,
-then only receives; a writer thread writes and hashes each block meanwhile
-(:mod:`radarlib.io.ftp.sink`; every one of these calls releases the GIL), so the event loop
-only runs the control conversation and awaits one future per transfer. :meth:`FTPClient.fetch`
-returns as soon as the server confirmed the transfer, while the last blocks are still being
-written, so a caller can send the next file's commands meanwhile; :meth:`FTPClient.download`
-waits for the file too. Listings take the same path. With TLS the data channel is wrapped
-(and verified) with the control connection's context and session.
+then receives, writes and hashes each block (every one of these calls releases the GIL),
+so the event loop only runs the control conversation and awaits one future per transfer.
+The thread announces the end of the transfer before it writes the last blocks it holds
+(:mod:`radarlib.io.ftp.sink`): :meth:`FTPClient.fetch` returns then, so a caller can send
+the next file's commands meanwhile; :meth:`FTPClient.download` waits for the file too.
+Listings take the same path. With TLS the data channel is wrapped (and verified) with the
+control connection's context and session.
 """
 
 from __future__ import annotations
@@ -204,14 +204,19 @@ def _receive_bytes(sock: socket.socket, timeout: float, aborted: threading.Event
 
 
 def _receive_file(
-    sock: socket.socket, sink: FileSink, timeout: float, aborted: threading.Event
+    sock: socket.socket,
+    sink: FileSink,
+    timeout: float,
+    announce: Callable[[int], None],
+    aborted: threading.Event,
 ) -> int:
     """Receive a data connection into ``sink`` (in a data thread); returns the bytes received.
 
-    Each block is received straight into one of the sink's buffers and handed to its writer,
-    which writes and hashes it while the next one arrives. Bytes received before a failure
-    are handed over too, so a broken transfer leaves them in the file for a later resume.
-    A socket silent for ``timeout`` seconds raises :class:`_Stalled`; a socket cut by
+    Blocks are received straight into the sink's buffers, which writes and hashes each one
+    only when its buffer comes round again. At EOF the byte count is announced to the event
+    loop first, then the held blocks are written, so the loop's next commands overlap that
+    work. Bytes received before a failure are written too, for a later resume. A socket
+    silent for ``timeout`` seconds raises :class:`_Stalled`; a socket cut by
     :class:`FTPClient` raises :class:`_Aborted`.
     """
     flags = _arm(sock, timeout)
@@ -232,11 +237,28 @@ def _receive_file(
             received += filled
             if filled < len(view):  # EOF
                 break
+        if aborted.is_set():
+            raise _Aborted
+        announce(received)
     finally:
-        sink.close()
-    if aborted.is_set():
-        raise _Aborted
+        sink.finish()
     return received
+
+
+def _announcer(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]
+) -> Callable[[Any], None]:
+    """A callable for a data thread that hands ``future`` its result on the loop."""
+
+    def settle(value: Any) -> None:
+        if not future.done():
+            future.set_result(value)
+
+    def announce(value: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            loop.call_soon_threadsafe(settle, value)
+
+    return announce
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -636,13 +658,20 @@ class FTPClient:
         return _TLSData(control.context, control.session, self.host)
 
     async def _transfer(
-        self, address: tuple[str, int], command: str, receive: Callable[..., _T], *args: Any
+        self,
+        address: tuple[str, int],
+        command: str,
+        receive: Callable[..., _T],
+        *args: Any,
+        early: bool = False,
     ) -> _T:
         """Send ``command`` while a data thread connects to ``address`` and runs ``receive``.
 
-        The data thread runs ``receive(sock, *args, aborted)``. A refused command, a failed
-        data connection or cancellation cuts the other side; no thread outlives this call
-        while it may still touch a file.
+        The data thread runs ``receive(sock, *args, aborted)``, or with ``early``
+        ``receive(sock, *args, announce, aborted)``: ``announce(result)`` ends the transfer
+        for the loop while the thread goes on with local work (see :func:`_receive_file`).
+        A refused command, a failed data connection or cancellation cuts the other side; on
+        failure no thread outlives this call while it may still touch a file.
         """
         channel = _DataChannel(
             address,
@@ -653,7 +682,10 @@ class FTPClient:
             what=command,
         )
         loop = asyncio.get_running_loop()
-        data = loop.run_in_executor(_DATA_POOL, functools.partial(channel.run, receive, *args))
+        announced: asyncio.Future[_T] = loop.create_future()
+        extra = (_announcer(loop, announced),) if early else ()
+        job = functools.partial(channel.run, receive, *args, *extra)
+        data = loop.run_in_executor(_DATA_POOL, job)
         reply = asyncio.ensure_future(self._command(command, "1xx"))
         try:
             both: set[asyncio.Future[Any]] = {reply, data}
@@ -663,8 +695,14 @@ class FTPClient:
                 raise failed
             await reply
             channel.accept()
-            result = await asyncio.shield(data)
+            await asyncio.wait({data, announced}, return_when=asyncio.FIRST_COMPLETED)
+            if announced.done():  # the thread may still be writing: its outcome is not lost
+                data.add_done_callback(_retrieve)
+                result = announced.result()
+            else:
+                result = data.result()
         except BaseException:
+            announced.cancel()
             reply.cancel()
             if channel.cut():  # the thread is connected: it ends at once, wait for it,
                 with contextlib.suppress(BaseException):  # so no write follows our cleanup
@@ -737,7 +775,7 @@ class FTPClient:
                         offset, digest = 0, (hashlib.sha256() if checksum else None)
                 sink = FileSink(destination, append=offset > 0, digest=digest)
                 received = await self._transfer(
-                    address, what, _receive_file, sink, self.data_timeout
+                    address, what, _receive_file, sink, self.data_timeout, early=True
                 )
         except BaseException as exc:
             if sink is not None:  # the bytes received so far are written before we return

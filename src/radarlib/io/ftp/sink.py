@@ -1,27 +1,27 @@
-"""A received file's blocks, written and hashed in order by a thread of their own.
+"""A received file's blocks, written and hashed a few blocks behind the receiving.
 
-The data thread that receives a file only receives: each filled block goes to the file's
-:class:`FileSink`, whose writer writes it to the file and feeds it to the sha256, then
-hands the buffer back for the next block. The transfer is over when the last byte is in;
-the file is complete a moment later, when :meth:`FileSink.result` returns. A downloader
-that waits for that only before it records the file lets the writing and hashing of one
-file overlap the commands of the next (``benchmarks/README.md``).
+The data thread that receives a file keeps up to :data:`RING_BLOCKS` received blocks
+unwritten, writing (and hashing) the oldest only when it needs its buffer back. When the
+last byte is in, the thread first announces the transfer as over, so the event loop reads
+the server's reply and sends the next file's commands, and only then writes the blocks it
+still holds: for a file of up to ``RING_BLOCKS`` blocks, the page-cache copy and the sha256
+overlap the next transfer's round trips instead of delaying them, without a thread
+hand-off of their own (``benchmarks/README.md``). :meth:`FileSink.result` says when the
+file is complete.
 
 >>> sink = FileSink(Path("x.part"), append=False, digest=hashlib.sha256())  # doctest: +SKIP
->>> sink.open(); view = sink.block(); sink.put(view, n); sink.close()     # doctest: +SKIP
+>>> sink.open(); view = sink.block(); sink.put(view, n); sink.finish()    # doctest: +SKIP
 >>> sink.result().sha256                                                   # doctest: +SKIP
 
-The hash is still computed while receiving, from the received blocks (never re-read from
-disk). At most :data:`RING_BLOCKS` blocks of a file wait for its writer; a receiver that
-gets that far ahead waits for a free buffer.
+The hash is still computed from the received blocks, never re-read from disk.
 """
 
 from __future__ import annotations
 
+import collections
 import os
-import queue
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,39 +29,20 @@ from typing import Any
 __all__ = ["BLOCK", "RING_BLOCKS", "FileSink", "Stored"]
 
 #: bytes per block: received, written and hashed in blocks of this size. Large, because
-#: every block costs each thread a few GIL hand-offs, and with several transfers in flight
-#: those wake-ups (not the copying) are what the CPUs spend their time on.
+#: every block costs a few GIL hand-offs, and with several transfers in flight those
+#: wake-ups (not the copying) are what the CPUs spend their time on.
 BLOCK = 1 << 20
-#: blocks of one file that may wait for its writer (the receiver waits beyond that): double
-#: buffering, since the writer (page cache + sha256) outpaces a network transfer
+#: received blocks a data thread may hold unwritten; beyond that it writes the oldest first
 RING_BLOCKS = 2
 
-# A writer holds a thread while its file is being received: a pool of its own, as large as
-# the data pool, so writers never queue behind other work (or each other).
-_WRITERS = ThreadPoolExecutor(128, thread_name_prefix="ftp-store")
+_rings = threading.local()  # each data thread's buffers, reused from one file to the next
 
 
-class _Ring:
-    """:data:`RING_BLOCKS` receive buffers and the queue of those free to fill."""
-
-    def __init__(self) -> None:
-        self.free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
-        for _ in range(RING_BLOCKS):
-            self.free.put(memoryview(bytearray(BLOCK)))
-
-
-_idle_rings: list[_Ring] = []  # rings are allocated once and reused, not made per file
-_rings_lock = threading.Lock()
-
-
-def _take_ring() -> _Ring:
-    with _rings_lock:
-        return _idle_rings.pop() if _idle_rings else _Ring()
-
-
-def _give_back(ring: _Ring) -> None:
-    with _rings_lock:
-        _idle_rings.append(ring)
+def _ring() -> list[memoryview]:
+    ring: list[memoryview] | None = getattr(_rings, "buffers", None)
+    if ring is None:
+        ring = _rings.buffers = [memoryview(bytearray(BLOCK)) for _ in range(RING_BLOCKS)]
+    return ring
 
 
 @dataclass(frozen=True)
@@ -72,11 +53,8 @@ class Stored:
     sha256: str | None
 
 
-_END = None  # the receiver's last word: no more blocks
-
-
 class FileSink:
-    """Writes (and hashes) the blocks of one received file in order, in a writer thread.
+    """The local side of one received file: blocks written and hashed in order, a little late.
 
     Args:
         path: the file to write; created, truncated, or appended to with ``append``.
@@ -84,10 +62,10 @@ class FileSink:
         digest: a ``hashlib`` object fed every block (already fed the existing bytes of a
             resumed file), or ``None`` to only write.
 
-    The receiving thread calls :meth:`open` (once the server accepted the transfer, so a
-    refused command creates no file), then :meth:`block` / :meth:`put` per block and
-    :meth:`close` at the end, also after a failure: the bytes received before it are
-    written too, for a later resume. The first write error stops writing; :meth:`block`
+    One data thread uses a sink: :meth:`open` once the server accepted the transfer (so a
+    refused command creates no file), :meth:`block` / :meth:`put` per block, and
+    :meth:`finish` at the end, also after a failure, so the bytes received before it are
+    written for a later resume. The first write error stops the writing; :meth:`block`
     raises it to the receiver and :meth:`result` to whoever waits for the file.
     """
 
@@ -95,8 +73,11 @@ class FileSink:
         self.path = path
         self._append = append
         self._digest = digest
-        self._ring: _Ring | None = None
-        self._blocks: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
+        self._fd: int | None = None
+        self._ring: list[memoryview] = []
+        self._next = 0
+        self._held: collections.deque[tuple[memoryview, int]] = collections.deque()
+        self._written = 0
         self._error: OSError | None = None
         self._done: Future[Stored] = Future()
         self._opened = False
@@ -105,48 +86,74 @@ class FileSink:
     def __repr__(self) -> str:
         return f"FileSink({str(self.path)!r}, append={self._append})"
 
-    # -- the receiving thread --------------------------------------------------------------------
+    # -- the data thread -------------------------------------------------------------------------
     def open(self) -> None:
-        """Open the file and start the writer (in the receiving thread)."""
+        """Open the file (in the data thread, once the server accepted the transfer)."""
         flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if self._append else os.O_TRUNC)
         flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
         with self._lock:
             if self._done.done():  # done() was asked first: the transfer was given up
                 raise RuntimeError(f"{self!r}: opened after it was given up")
-            fd = os.open(self.path, flags, 0o666)
-            self._ring = ring = _take_ring()
+            self._fd = os.open(self.path, flags, 0o666)
             self._opened = True
-        try:
-            _WRITERS.submit(self._write_all, fd, ring)
-        except BaseException:  # no writer (interpreter shutting down): nothing was written
-            os.close(fd)
-            self._done.set_result(Stored(0, None))
-            raise
+        self._ring = _ring()
 
     def block(self) -> memoryview:
-        """A free buffer to receive the next block into; raises the writer's error, if any."""
-        if self._ring is None:
+        """The buffer to receive the next block into, written out first if still held.
+
+        Raises:
+            OSError: writing an earlier block failed.
+        """
+        fd = self._fd
+        if fd is None:
             raise RuntimeError(f"{self!r}: block() before open()")
-        while True:
-            try:
-                view = self._ring.free.get(timeout=1.0)
-                break
-            except queue.Empty:  # the writer is slow (a slow disk), or gone
-                if self._done.done():
-                    raise self._error or RuntimeError(f"{self!r}: the writer ended") from None
         if self._error is not None:
-            self._ring.free.put(view)
             raise self._error
+        if len(self._held) == len(self._ring):  # round robin: the oldest holds this buffer
+            self._write(fd, *self._held.popleft())
+        view = self._ring[self._next]
+        self._next = (self._next + 1) % len(self._ring)
         return view
 
     def put(self, view: memoryview, count: int) -> None:
-        """Queue the first ``count`` bytes of ``view`` (a buffer from :meth:`block`)."""
-        self._blocks.put((view, count))
+        """Hold the first ``count`` bytes of ``view`` (the buffer from :meth:`block`)."""
+        if count:
+            self._held.append((view, count))
 
-    def close(self) -> None:
-        """No more blocks: the writer closes the file after the last one."""
-        if self._opened:
-            self._blocks.put(_END)
+    def finish(self) -> None:
+        """Write what is held, close the file and complete :meth:`done` (never raises)."""
+        fd = self._fd
+        if fd is None:
+            return
+        try:
+            while self._held and self._error is None:
+                self._write(fd, *self._held.popleft())
+        except OSError:
+            pass  # kept in self._error, reported by result()
+        finally:
+            self._held.clear()
+            try:
+                os.close(fd)
+            except OSError as exc:
+                self._error = self._error or exc
+            self._fd = None
+        if self._error is not None:
+            self._done.set_exception(self._error)
+        else:
+            digest = self._digest.hexdigest() if self._digest is not None else None
+            self._done.set_result(Stored(self._written, digest))
+
+    def _write(self, fd: int, view: memoryview, count: int) -> None:
+        block = view[:count]
+        try:
+            if self._digest is not None:
+                self._digest.update(block)
+            while block:  # a short write is continued
+                block = block[os.write(fd, block) :]
+        except OSError as exc:
+            self._error = exc
+            raise
+        self._written += count
 
     # -- whoever waits for the file --------------------------------------------------------------
     def done(self) -> Future[Stored]:
@@ -157,42 +164,9 @@ class FileSink:
         return self._done
 
     def result(self, timeout: float | None = None) -> Stored:
-        """Wait for the writer (blocking: call it from a worker thread, never the event loop).
+        """Wait (blocking) for the file: call it from a worker thread, never the event loop.
 
         Raises:
             OSError: writing the file failed.
         """
         return self.done().result(timeout)
-
-    # -- the writer thread -----------------------------------------------------------------------
-    def _write_all(self, fd: int, ring: _Ring) -> None:
-        written = 0
-        try:
-            while (item := self._blocks.get()) is not _END:
-                view, count = item
-                try:
-                    if self._error is None and count:
-                        block = view[:count]
-                        if self._digest is not None:
-                            self._digest.update(block)
-                        while block:  # a short write is continued
-                            block = block[os.write(fd, block) :]
-                        written += count
-                except OSError as exc:
-                    self._error = exc
-                finally:
-                    ring.free.put(view)
-        except BaseException as exc:  # not expected; never leave a waiter hanging
-            os.close(fd)  # (the ring is not reused: the receiver may still hold it)
-            self._done.set_exception(exc)
-            raise
-        try:
-            os.close(fd)
-        except OSError as exc:
-            self._error = self._error or exc
-        _give_back(ring)
-        if self._error is not None:
-            self._done.set_exception(self._error)
-        else:
-            digest = self._digest.hexdigest() if self._digest is not None else None
-            self._done.set_result(Stored(written, digest))
