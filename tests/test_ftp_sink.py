@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from radarlib.io.ftp.sink import BLOCK, RING_BLOCKS, FileSink
+from radarlib.io.ftp import sink as sink_module
+from radarlib.io.ftp.sink import BLOCK, RING_BLOCKS, WRITE_SLICE, FileSink
 
 
 def _feed(sink: FileSink, data: bytes, step: int) -> None:
@@ -46,6 +47,29 @@ def test_append_continues_a_file_and_its_digest(tmp_path: Path) -> None:
     assert path.read_bytes() == head + tail
     assert stored.size == len(tail)
     assert stored.sha256 == hashlib.sha256(head + tail).hexdigest()
+
+
+def test_blocks_go_to_the_file_in_slices_and_short_writes_are_continued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No write() asks for more than WRITE_SLICE bytes; one that takes fewer is continued."""
+    asked: list[int] = []
+    real_write = os.write
+
+    def short_write(fd: int, data: memoryview) -> int:  # the kernel may take only part
+        asked.append(len(data))
+        return real_write(fd, data[: max(1, len(data) - 1000)])
+
+    monkeypatch.setattr(sink_module.os, "write", short_write)
+    data = os.urandom(BLOCK + 12_345)
+    path = tmp_path / "x.part"
+    sink = FileSink(path, append=False, digest=hashlib.sha256())
+    _feed(sink, data, BLOCK)
+    monkeypatch.undo()
+    assert path.read_bytes() == data
+    assert sink.result(0).sha256 == hashlib.sha256(data).hexdigest()
+    assert max(asked) == WRITE_SLICE
+    assert len(asked) > 2 * len(data) // WRITE_SLICE  # every slice was cut short once
 
 
 def test_without_a_digest_it_only_writes(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BLOCK", "RING_BLOCKS", "FileSink", "Stored"]
+__all__ = ["BLOCK", "RING_BLOCKS", "WRITE_SLICE", "FileSink", "Stored"]
 
 #: bytes per block: received, written and hashed in blocks of this size. Large, because
 #: every block costs a few GIL hand-offs, and with several transfers in flight those
@@ -34,6 +34,13 @@ __all__ = ["BLOCK", "RING_BLOCKS", "FileSink", "Stored"]
 BLOCK = 1 << 20
 #: received blocks a data thread may hold unwritten; beyond that it writes the oldest first
 RING_BLOCKS = 2
+#: bytes per ``write()`` call. Right after a full test run on this VM, one 1 MiB write per
+#: block cost 3.6-3.9 ms per MB against 1.0-1.4 ms in 64 KiB slices, and the daemon with
+#: one write lost 6 of 6 alternating runs at x1 (``benchmarks/README.md``); on a quiet
+#: machine the throughput is the same either way. The likely cause: the kernel sizes a
+#: file's page-cache folios by the write, large folios come from large free blocks, and
+#: those are the blocks a VM reports free to its host, which must fault them in again.
+WRITE_SLICE = 64 << 10
 
 _rings = threading.local()  # each data thread's buffers, reused from one file to the next
 
@@ -148,8 +155,8 @@ class FileSink:
         try:
             if self._digest is not None:
                 self._digest.update(block)
-            while block:  # a short write is continued
-                block = block[os.write(fd, block) :]
+            while block:  # in slices (see WRITE_SLICE); a short write is continued
+                block = block[os.write(fd, block[:WRITE_SLICE]) :]
         except OSError as exc:
             self._error = exc
             raise
