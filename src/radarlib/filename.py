@@ -11,6 +11,7 @@ volume number and time form one volume, written as ``RMA1_0315_01_20251118T12300
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -65,8 +66,17 @@ def _mismatch(name: str) -> FileNameError:
 
 
 def _parse_stamp(stamp: str, name: str) -> datetime:
-    try:
-        return datetime.strptime(stamp, _STAMP).replace(tzinfo=timezone.utc)
+    """``YYYYMMDDTHHMMSSZ`` (digits checked by the name pattern; ranges by ``datetime``)."""
+    try:  # ~10x faster than strptime: the scanner parses every listed name
+        return datetime(
+            int(stamp[0:4]),
+            int(stamp[4:6]),
+            int(stamp[6:8]),
+            int(stamp[9:11]),
+            int(stamp[11:13]),
+            int(stamp[13:15]),
+            tzinfo=timezone.utc,
+        )
     except ValueError as exc:
         raise FileNameError(f"{name!r}: invalid timestamp {stamp!r} ({exc})") from None
 
@@ -120,17 +130,26 @@ class BufrFileName:
     volume_number: str
     field: str
     time: datetime
+    _text: str = dataclasses.field(init=False, repr=False, compare=False)  # formatted once
 
     def __post_init__(self) -> None:
         if self.time.tzinfo is None:
             raise FileNameError(f"naive time {self.time!r} for {self.radar}: use UTC")
-        if _NAME.fullmatch(str(self)) is None:
-            raise _mismatch(str(self))
+        text = (
+            f"{self.radar}_{self.strategy}_{self.volume_number}_{self.field}_"
+            f"{self.time.astimezone(timezone.utc).strftime(_STAMP)}.BUFR"
+        )
+        if _NAME.fullmatch(text) is None:
+            raise _mismatch(text)
+        object.__setattr__(self, "_text", text)
 
     @classmethod
     def parse(cls, name: str | PurePath) -> BufrFileName:
         """Parse a file name, ignoring directories; :class:`FileNameError` if it is not one."""
-        text = PurePath(str(name).replace("\\", "/")).name
+        if isinstance(name, str) and "/" not in name and "\\" not in name:
+            text = name  # a bare name, as in a listing
+        else:
+            text = PurePath(str(name).replace("\\", "/")).name
         match = _NAME.fullmatch(text)
         if match is None:
             raise _mismatch(text)
@@ -151,10 +170,7 @@ class BufrFileName:
             return None
 
     def __str__(self) -> str:
-        return (
-            f"{self.radar}_{self.strategy}_{self.volume_number}_{self.field}_"
-            f"{self.time.astimezone(timezone.utc).strftime(_STAMP)}.BUFR"
-        )
+        return self._text
 
     @property
     def name(self) -> str:
