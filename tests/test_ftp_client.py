@@ -17,7 +17,7 @@ import pytest
 
 from ftpserver import FTPServerThread
 from radarlib.errors import FTPAuthError, RemotePathError, TransportError
-from radarlib.io.ftp.client import FTPClient, ReplyError
+from radarlib.io.ftp.client import FTPClient, ReplyError, _code_matches
 
 NAME = "RMA1_0315_01_DBZH_20250101T000500Z.BUFR"
 REMOTE = f"/L2/RMA1/2025/01/01/00/0500/{NAME}"
@@ -399,3 +399,21 @@ def test_malformed_replies_are_transport_errors(
         server.close()
 
     asyncio.run(go())
+
+
+@pytest.mark.parametrize(
+    ("code", "pattern", "matches"),
+    [
+        ("226", "2xx", True),
+        ("226", "22x", True),
+        ("226", "226", True),
+        ("150", "1xx", True),
+        ("226", "1xx", False),
+        ("226", "225", False),
+        ("425", "4x6", False),
+        ("22", "2xx", False),
+        ("2260", "2xx", False),
+    ],
+)
+def test_reply_codes_match_patterns_digit_by_digit(code: str, pattern: str, matches: bool) -> None:
+    assert _code_matches(code, pattern) is matches
