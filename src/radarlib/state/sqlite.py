@@ -209,6 +209,10 @@ class SQLiteStateTracker:
 
     # ------------------------------------------------------------------ connection
 
+    @property
+    def _in_memory(self) -> bool:
+        return str(self.db_path) == ":memory:"
+
     def _open(self) -> sqlite3.Connection:
         """Connect and configure, retrying while another connection holds the file busy.
 
@@ -218,7 +222,7 @@ class SQLiteStateTracker:
         retry here, with a growing pause, until :attr:`timeout` has passed.
         """
         path = self.db_path
-        if str(path) != ":memory:":
+        if not self._in_memory:
             self._check_header(path)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -251,7 +255,7 @@ class SQLiteStateTracker:
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             check_version(conn, str(path))  # refuse corrupt/newer/foreign files untouched
             mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
-            if mode != "wal" and str(path) != ":memory:":
+            if mode != "wal" and not self._in_memory:
                 raise StateError(f"{path}: cannot switch to WAL mode (journal_mode={mode})")
             conn.execute("PRAGMA synchronous = NORMAL")  # durable across crashes in WAL mode
             conn.execute("PRAGMA foreign_keys = ON")

@@ -952,9 +952,9 @@ class DateBasedFTPDaemon:
                 settled.append(item.fetched.settle())
             except OSError as exc:
                 settled.append(exc)
-        written = zip(batch, settled, strict=True)
-        synced = iter(sync_files([item.temp for item, t in written if isinstance(t, Transfer)]))
-        for item, transfer in zip(batch, settled, strict=True):
+        pairs = list(zip(batch, settled, strict=True))
+        synced = iter(sync_files([item.temp for item, t in pairs if isinstance(t, Transfer)]))
+        for item, transfer in pairs:
             try:
                 if not isinstance(transfer, Transfer):
                     raise transfer
