@@ -17,7 +17,8 @@ import pytest
 
 from ftpserver import FTPServerThread
 from radarlib.errors import FTPAuthError, RemotePathError, TransportError
-from radarlib.io.ftp.client import FTPClient, ReplyError, _code_matches
+from radarlib.io.ftp.client import FTPClient, ReplyError
+from radarlib.io.ftp.replies import code_matches
 
 NAME = "RMA1_0315_01_DBZH_20250101T000500Z.BUFR"
 REMOTE = f"/L2/RMA1/2025/01/01/00/0500/{NAME}"
@@ -306,11 +307,12 @@ def test_server_stopped_mid_transfer_then_resumed(
 class _ScriptedServer:
     """A control connection that logs in and then answers each command from a script.
 
-    ``script`` maps a command verb to the raw reply bytes; it lets the client's reply
-    parser meet replies pyftpdlib never sends (odd multi-line forms, garbage, huge lines).
+    ``script`` maps a command verb to the raw reply bytes (``None``: never answer); it lets
+    the client's reply parser meet replies pyftpdlib never sends (odd multi-line forms,
+    garbage, huge lines) and a server that hangs.
     """
 
-    def __init__(self, script: dict[str, bytes]) -> None:
+    def __init__(self, script: dict[str, bytes | None]) -> None:
         self.script = script
         self.received: list[str] = []
         self.sock = socket.socket()
@@ -333,6 +335,8 @@ class _ScriptedServer:
                 reply = {"USER": b"331 password\r\n", "PASS": b"230 in\r\n"}.get(verb)
                 if reply is None:
                     reply = self.script.get(verb, b"502 no\r\n")
+                if reply is None:  # hangs: reads on, answers nothing
+                    continue
                 conn.sendall(reply)
                 if not reply.endswith(b"\n"):  # a reply cut short: the server hangs up
                     return
@@ -342,10 +346,10 @@ class _ScriptedServer:
 
 
 @pytest.fixture
-def scripted() -> Iterator[Callable[[dict[str, bytes]], _ScriptedServer]]:
+def scripted() -> Iterator[Callable[[dict[str, bytes | None]], _ScriptedServer]]:
     servers: list[_ScriptedServer] = []
 
-    def start(script: dict[str, bytes]) -> _ScriptedServer:
+    def start(script: dict[str, bytes | None]) -> _ScriptedServer:
         servers.append(_ScriptedServer(script))
         return servers[-1]
 
@@ -355,7 +359,7 @@ def scripted() -> Iterator[Callable[[dict[str, bytes]], _ScriptedServer]]:
 
 
 def test_multi_line_replies_per_rfc_959(
-    scripted: Callable[[dict[str, bytes]], _ScriptedServer],
+    scripted: Callable[[dict[str, bytes | None]], _ScriptedServer],
 ) -> None:
     server = scripted(
         {
@@ -386,7 +390,7 @@ def test_multi_line_replies_per_rfc_959(
     ],
 )
 def test_malformed_replies_are_transport_errors(
-    scripted: Callable[[dict[str, bytes]], _ScriptedServer], reply: bytes, message: str
+    scripted: Callable[[dict[str, bytes | None]], _ScriptedServer], reply: bytes, message: str
 ) -> None:
     server = scripted({"TYPE": b"200 binary\r\n", "FEAT": b"211 none\r\n", "SIZE": reply})
 
@@ -399,6 +403,30 @@ def test_malformed_replies_are_transport_errors(
         server.close()
 
     asyncio.run(go())
+
+
+def test_cancelling_a_command_that_hangs_cuts_the_session_at_once(
+    scripted: Callable[[dict[str, bytes | None]], _ScriptedServer],
+) -> None:
+    """The reply is awaited in a thread: cancelling the task ends it, not the 60 s timeout."""
+    server = scripted({"TYPE": b"200 binary\r\n", "FEAT": b"211 none\r\n", "SIZE": None})
+
+    async def go() -> None:
+        ftp = FTPClient("127.0.0.1", server.port, command_timeout=60.0)
+        await ftp.connect()
+        task = asyncio.create_task(ftp.size("/x"))
+        while "SIZE" not in server.received:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)  # a bound far below the command timeout
+        assert not ftp.connected
+        with pytest.raises(TransportError, match="not connected"):
+            await ftp.size("/x")
+
+    asyncio.run(go())
+    server.thread.join(5)  # the server sees the connection closed: nothing holds it
+    assert not server.thread.is_alive()
 
 
 @pytest.mark.parametrize(
@@ -416,4 +444,4 @@ def test_malformed_replies_are_transport_errors(
     ],
 )
 def test_reply_codes_match_patterns_digit_by_digit(code: str, pattern: str, matches: bool) -> None:
-    assert _code_matches(code, pattern) is matches
+    assert code_matches(code, pattern) is matches

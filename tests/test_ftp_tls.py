@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import ipaddress
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -203,6 +204,39 @@ def test_client_resumes_over_tls(tls_server: FTPServerThread, pki: _Pki, tmp_pat
 
     asyncio.run(go())
     assert dest.read_bytes() == data
+
+
+def test_cancelling_a_hanging_command_over_tls_cuts_the_session_at_once(
+    tls_server: FTPServerThread, pki: _Pki, tmp_path: Path
+) -> None:
+    """Over TLS a command runs on the loop for the operation's thread; a cancel ends both."""
+    asked = threading.Event()
+
+    def hang(handler: object, line: str) -> None:  # the server reads SIZE, never answers
+        asked.set()
+
+    tls_server._handler.ftp_SIZE = hang  # type: ignore[attr-defined]
+    context = _config(tls_server, tmp_path, tls_ca_file=pki.ca_file).ssl_context()
+
+    async def go() -> None:
+        ftp = FTPClient(
+            "127.0.0.1",
+            tls_server.port,
+            username="radar",
+            password="secret",
+            command_timeout=60.0,
+            use_tls=True,
+            ssl_context=context,
+        )
+        await ftp.connect()
+        task = asyncio.create_task(ftp.size("/L2/x.BUFR"))
+        await asyncio.to_thread(asked.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)  # a bound far below the command timeout
+        assert not ftp.connected
+
+    asyncio.run(go())
 
 
 def test_untrusted_certificate_is_refused(tls_server: FTPServerThread) -> None:

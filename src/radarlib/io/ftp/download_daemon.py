@@ -264,7 +264,7 @@ class _Deferred(Exception):
 
 
 def _discard(fetched: Fetched, temp: Path) -> None:
-    """Drop a received file that will not be kept, once its data thread has written it."""
+    """Drop a received file that will not be kept, once its transfer's thread has written it."""
     with contextlib.suppress(OSError):
         fetched.settle()
     temp.unlink(missing_ok=True)
@@ -938,8 +938,9 @@ class DateBasedFTPDaemon:
     def _finish_sync(self, batch: list[_Received]) -> list[list[str] | BaseException]:
         """Settle the files, make them durable, rename them, sync the folders, record the rows.
 
-        Runs in the finisher thread. Settling waits for each file's data thread (its last blocks
-        written, its sha256 known); a file whose writing failed is a failed attempt.
+        Runs in the finisher thread. Settling waits for each file's receiving thread (its
+        last blocks written, its sha256 known); a file whose writing failed is a failed
+        attempt.
 
         :func:`~radarlib.durability.sync_files` makes the burst durable with one journal
         commit where it can (``syncfs``), else fsyncs its files side by side.

@@ -1,13 +1,13 @@
 """A received file's blocks, written and hashed a few blocks behind the receiving.
 
-The data thread that receives a file keeps up to :data:`RING_BLOCKS` received blocks
-unwritten, writing (and hashing) the oldest only when it needs its buffer back. When the
-last byte is in, the thread first announces the transfer as over, so the event loop reads
-the server's reply and sends the next file's commands, and only then writes the blocks it
-still holds: for a file of up to ``RING_BLOCKS`` blocks, the page-cache copy and the sha256
-overlap the next transfer's round trips instead of delaying them, without a thread
-hand-off of their own (``benchmarks/README.md``). :meth:`FileSink.result` says when the
-file is complete.
+The thread that receives a file (:mod:`radarlib.io.ftp.conversation`) keeps up to
+:data:`RING_BLOCKS` received blocks unwritten, writing (and hashing) the oldest only when
+it needs its buffer back. When the last byte is in and the server confirmed the transfer,
+the thread first announces it, so the caller's next file starts on another thread, and
+only then writes the blocks it still holds: for a file of up to ``RING_BLOCKS`` blocks,
+the page-cache copy and the sha256 overlap the next transfer's round trips instead of
+delaying them, without a thread hand-off of their own (``benchmarks/README.md``).
+:meth:`FileSink.result` says when the file is complete.
 
 >>> sink = FileSink(Path("x.part"), append=False, digest=hashlib.sha256())  # doctest: +SKIP
 >>> sink.open(); view = sink.block(); sink.put(view, n); sink.finish()    # doctest: +SKIP
@@ -32,7 +32,7 @@ __all__ = ["BLOCK", "RING_BLOCKS", "WRITE_SLICE", "FileSink", "Stored"]
 #: every block costs a few GIL hand-offs, and with several transfers in flight those
 #: wake-ups (not the copying) are what the CPUs spend their time on.
 BLOCK = 1 << 20
-#: received blocks a data thread may hold unwritten; beyond that it writes the oldest first
+#: received blocks a receiving thread may hold unwritten; beyond that it writes the oldest first
 RING_BLOCKS = 2
 #: bytes per ``write()`` call. Right after a full test run on this VM, one 1 MiB write per
 #: block cost 3.6-3.9 ms per MB against 1.0-1.4 ms in 64 KiB slices, and the daemon with
@@ -42,7 +42,7 @@ RING_BLOCKS = 2
 #: those are the blocks a VM reports free to its host, which must fault them in again.
 WRITE_SLICE = 64 << 10
 
-_rings = threading.local()  # each data thread's buffers, reused from one file to the next
+_rings = threading.local()  # each receiving thread's buffers, reused from one file to the next
 
 
 def _ring() -> list[memoryview]:
@@ -69,7 +69,7 @@ class FileSink:
         digest: a ``hashlib`` object fed every block (already fed the existing bytes of a
             resumed file), or ``None`` to only write.
 
-    One data thread uses a sink: :meth:`open` once the server accepted the transfer (so a
+    One receiving thread uses a sink: :meth:`open` once the server accepted the transfer (so a
     refused command creates no file), :meth:`block` / :meth:`put` per block, and
     :meth:`finish` at the end, also after a failure, so the bytes received before it are
     written for a later resume. The first write error stops the writing; :meth:`block`
@@ -93,9 +93,9 @@ class FileSink:
     def __repr__(self) -> str:
         return f"FileSink({str(self.path)!r}, append={self._append})"
 
-    # -- the data thread -------------------------------------------------------------------------
+    # -- the receiving thread ------------------------------------------------------------------
     def open(self) -> None:
-        """Open the file (in the data thread, once the server accepted the transfer)."""
+        """Open the file (in the receiving thread, once the server accepted the transfer)."""
         flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if self._append else os.O_TRUNC)
         flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
         with self._lock:
