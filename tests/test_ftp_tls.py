@@ -135,6 +135,11 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _tls_client(server: FTPServerThread, host: str = "127.0.0.1", **kw: Any) -> FTPClient:
+    """An FTPS client of the test user (``ssl_context``: the system's trust, unless given)."""
+    return FTPClient(host, server.port, username="radar", password="secret", use_tls=True, **kw)
+
+
 def test_date_range_over_tls_is_downloaded_and_verified(
     tls_server: FTPServerThread, pki: _Pki, tmp_path: Path
 ) -> None:
@@ -189,15 +194,7 @@ def test_client_resumes_over_tls(tls_server: FTPServerThread, pki: _Pki, tmp_pat
     ).ssl_context()
 
     async def go() -> None:
-        ftp = FTPClient(
-            "127.0.0.1",
-            tls_server.port,
-            username="radar",
-            password="secret",
-            use_tls=True,
-            ssl_context=context,
-        )
-        async with ftp:
+        async with _tls_client(tls_server, ssl_context=context) as ftp:
             result = await ftp.download(remote, dest)
         assert result.resumed_from == 600_000 and result.size == len(data)
         assert result.sha256 == _sha(data)
@@ -219,15 +216,7 @@ def test_cancelling_a_hanging_command_over_tls_cuts_the_session_at_once(
     context = _config(tls_server, tmp_path, tls_ca_file=pki.ca_file).ssl_context()
 
     async def go() -> None:
-        ftp = FTPClient(
-            "127.0.0.1",
-            tls_server.port,
-            username="radar",
-            password="secret",
-            command_timeout=60.0,
-            use_tls=True,
-            ssl_context=context,
-        )
+        ftp = _tls_client(tls_server, command_timeout=60.0, ssl_context=context)
         await ftp.connect()
         task = asyncio.create_task(ftp.size("/L2/x.BUFR"))
         await asyncio.to_thread(asked.wait, 10)
@@ -243,14 +232,7 @@ def test_untrusted_certificate_is_refused(tls_server: FTPServerThread) -> None:
     """Without the CA the self-made certificate is rejected: verification is on by default."""
 
     async def go() -> None:
-        ftp = FTPClient(
-            "127.0.0.1",
-            tls_server.port,
-            username="radar",
-            password="secret",
-            connect_timeout=2.0,
-            use_tls=True,
-        )
+        ftp = _tls_client(tls_server, connect_timeout=2.0)
         with pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED"):
             await ftp.connect()
 
@@ -265,15 +247,7 @@ def test_certificate_for_another_host_is_refused(
     context = _config(tls_server, tmp_path, tls_ca_file=pki.ca_file).ssl_context()
 
     async def go() -> None:
-        ftp = FTPClient(
-            "localhost",
-            tls_server.port,
-            username="radar",
-            password="secret",
-            connect_timeout=2.0,
-            use_tls=True,
-            ssl_context=context,
-        )
+        ftp = _tls_client(tls_server, "localhost", connect_timeout=2.0, ssl_context=context)
         with pytest.raises(TransportError, match=r"CERTIFICATE_VERIFY_FAILED|[Hh]ostname"):
             await ftp.connect()
 

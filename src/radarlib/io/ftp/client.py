@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 import aioftp
 
 from radarlib.errors import FTPAuthError, RemotePathError, TransportError
-from radarlib.io.ftp.control import LoopControl, SocketControl, StreamControl
+from radarlib.io.ftp.control import LoopControl, SocketControl, status_of
 from radarlib.io.ftp.conversation import Conversation, Received
 from radarlib.io.ftp.replies import ReplyError
 from radarlib.io.ftp.sink import FileSink
@@ -108,11 +108,10 @@ def _translated(what: str, *, login: bool = False) -> Iterator[None]:
     except TransportError:
         raise
     except aioftp.StatusCodeError as exc:
-        code = str(exc.received_codes[-1]) if exc.received_codes else "???"
-        info = " ".join(str(i).strip() for i in exc.info) if exc.info else ""
+        code, text = status_of(exc)
         if login and code == "530":
-            raise FTPAuthError(f"{what}: login refused by the server ({code} {info})") from None
-        raise ReplyError(f"{what}: server replied {code} {info}".rstrip(), code) from exc
+            raise FTPAuthError(f"{what}: login refused by the server ({code} {text})") from None
+        raise ReplyError(f"{what}: server replied {code} {text}".rstrip(), code) from exc
     except (asyncio.TimeoutError, TimeoutError) as exc:
         raise TransportError(f"{what}: timed out") from exc
     except (OSError, EOFError, ssl.SSLError, aioftp.AIOFTPException, ConnectionError) as exc:
@@ -226,20 +225,11 @@ class FTPClient:
                     await client.upgrade_to_tls(context)
             with _translated(f"login to {where} as {self.username!r}", login=True):
                 await client.login(self.username, self._password)
-            stream = StreamControl(
-                client.stream.reader,
-                client.stream.writer,
-                where,
-                self.encoding,
-                self.command_timeout,
-            )
+            control: LoopControl | SocketControl
             with _translated(f"setup of {where}"):
-                await stream.command("TYPE I", "200")
-                self._mlsd = await _has_mlsd(stream)
-                control: LoopControl | SocketControl
                 if self.use_tls:  # the TLS state stays with the loop's transport
                     loop = asyncio.get_running_loop()
-                    control = LoopControl(stream, loop, self.host, client.close)
+                    control = LoopControl(client, loop, self.host, self.command_timeout)
                 else:  # plain: the operations' threads talk over the socket directly
                     control = SocketControl.take_over(
                         client.stream.writer, where, self.encoding, self.command_timeout
@@ -249,12 +239,14 @@ class FTPClient:
             client.close()
             raise
         self._lister = client
-        self._session = Conversation(
-            control,
-            connect_timeout=self.connect_timeout,
-            data_timeout=self.data_timeout,
-            mlsd=self._mlsd,
+        self._session = session = Conversation(
+            control, connect_timeout=self.connect_timeout, data_timeout=self.data_timeout
         )
+        try:
+            self._mlsd = await self._call(f"setup of {where}", session.setup)
+        except BaseException:
+            self.abort()
+            raise
         logger.debug("connected to %s as %s (MLSD %s)", where, self.username, self._mlsd)
 
     async def close(self) -> None:
@@ -443,11 +435,3 @@ class FTPClient:
         )
         size, offset, sink = received
         return Fetched(size=size, resumed_from=offset, sink=sink)
-
-
-async def _has_mlsd(stream: StreamControl) -> bool:
-    try:
-        _, lines = await stream.command("FEAT", "2xx")
-    except ReplyError:
-        return False
-    return any(line.strip().upper().startswith("MLST") for line in lines)

@@ -1,26 +1,28 @@
-"""FTP control connections: on the event loop while a session opens, from a thread after.
+"""FTP control connections after login, used from the thread that runs each operation.
 
 >>> control = SocketControl.take_over(writer, "srv:21", "utf-8", 30.0)  # doctest: +SKIP
 >>> control.command("SIZE /x.BUFR", "213")                            # doctest: +SKIP
 ('213', ['1234'])
 
-aioftp opens every session (connection, explicit TLS, login) on the event loop, and
-:class:`StreamControl` sends the setup commands over its stream. Then a session's commands
-are sent from the thread that runs each operation (:mod:`radarlib.io.ftp.conversation`):
+aioftp opens every session (connection, explicit TLS, login) on the event loop. Then the
+session's commands are sent from the thread that runs each operation
+(:mod:`radarlib.io.ftp.conversation`):
 
 - :class:`SocketControl` for plain FTP: the socket aioftp opened, taken over with blocking
-  calls, so a reply costs the thread one wake-up and no event loop iteration;
+  calls, so a reply costs the thread one wake-up and no event loop iteration. Replies are
+  read exactly as RFC 959 4.2 says (:class:`~radarlib.io.ftp.replies.Reply`).
 - :class:`LoopControl` for explicit TLS: the TLS state lives in the event loop's transport
-  and cannot move to a thread, so each command is a coroutine of :class:`StreamControl`
-  run on the loop while the thread waits.
+  and cannot move to a thread, so each command is aioftp's ``Client.command`` run on the
+  loop while the thread waits.
 
 Both raise :class:`~radarlib.io.ftp.replies.ReplyError` for an unexpected reply code,
-``TimeoutError`` for silence, ``ConnectionResetError`` for a closed connection, and
-:class:`~radarlib.errors.TransportError` for garbage.
+``TimeoutError`` for silence and ``ConnectionResetError`` for a closed connection; a
+plain connection raises :class:`~radarlib.errors.TransportError` for garbage.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import concurrent.futures
 import contextlib
@@ -28,16 +30,17 @@ import logging
 import os
 import socket
 import ssl
-import sys
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
+
+import aioftp
 
 from radarlib.errors import TransportError
-from radarlib.io.ftp.replies import MAX_LINE, Reply, code_matches, decode_line
+from radarlib.io.ftp.replies import MAX_LINE, Reply, ReplyError, code_matches, decode_line
 
-__all__ = ["Control", "LoopControl", "SocketControl", "StreamControl", "TLSData"]
+__all__ = ["Control", "LoopControl", "SocketControl", "TLSData", "status_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +56,11 @@ class TLSData:
     hostname: str
 
 
-class Control(Protocol):
+class Control(abc.ABC):
     """A logged-in control connection, used from one operation's thread at a time."""
 
     peer_host: str
+    timeout: float  #: seconds to wait for a reply (per command, unless told otherwise)
 
     def command(
         self,
@@ -67,94 +71,45 @@ class Control(Protocol):
         timeout: float | None = None,
         what: str | None = None,
     ) -> tuple[str, list[str]]:
-        """Send ``line`` (None: only read), read replies until one that is not ``wait``."""
+        """Send ``line`` (None: only read), read replies until one that is not ``wait``.
 
+        Returns the reply code and its text lines. A code not matching ``expect`` raises
+        :class:`ReplyError` naming ``what`` (default: the command line).
+        """
+        if line is not None and ("\r" in line or "\n" in line):
+            raise TransportError(f"refusing to send a command with a line break: {line!r}")
+        code, lines = self._exchange(line, wait, self.timeout if timeout is None else timeout)
+        if not code_matches(code, expect):
+            text = " ".join(part.strip() for part in lines).strip()
+            what = what or line or "reply"
+            raise ReplyError(f"{what}: server replied {code} {text}".rstrip(), code)
+        return code, lines
+
+    @abc.abstractmethod
+    def _exchange(self, line: str | None, wait: str, seconds: float) -> tuple[str, list[str]]:
+        """Send ``line``, return the first reply whose code does not match ``wait``."""
+
+    @abc.abstractmethod
     def data_tls(self) -> TLSData | None:
         """How to wrap a data connection (None: plain)."""
 
+    @abc.abstractmethod
     def interrupt(self) -> None:
         """From any thread: a command in progress fails now (the connection is given up)."""
 
+    @abc.abstractmethod
     def close(self) -> None:
         """Release the connection (after :meth:`interrupt`, or when idle)."""
 
 
-def _checked(line: str) -> str:
-    if "\r" in line or "\n" in line:
-        raise TransportError(f"refusing to send a command with a line break: {line!r}")
-    return line
+def status_of(exc: aioftp.StatusCodeError) -> tuple[str, str]:
+    """The reply code and text of aioftp's unexpected-reply error."""
+    code = str(exc.received_codes[-1]) if exc.received_codes else "???"
+    text = " ".join(str(part).strip() for part in exc.info).strip() if exc.info else ""
+    return code, text
 
 
-class StreamControl:
-    """The control connection as aioftp's stream, on the event loop: one command at a time.
-
-    One deadline (``timeout``, default the command timeout) covers the command and all its
-    replies.
-    """
-
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        where: str,
-        encoding: str,
-        timeout: float,
-    ) -> None:
-        self.reader, self.writer = reader, writer
-        self.where, self.encoding, self.timeout = where, encoding, timeout
-
-    async def command(
-        self,
-        line: str | None,
-        expect: str,
-        wait: str = "",
-        *,
-        timeout: float | None = None,
-        what: str | None = None,
-    ) -> tuple[str, list[str]]:
-        """As :meth:`Control.command`, awaited on the event loop."""
-        seconds = self.timeout if timeout is None else timeout
-        if sys.version_info >= (3, 11):
-            async with asyncio.timeout(seconds):
-                reply = await self._exchange(line, wait)
-        else:  # pragma: no cover - Python 3.10
-            reply = await asyncio.wait_for(self._exchange(line, wait), seconds)
-        return reply.check(expect, what or line or "reply")
-
-    async def _exchange(self, line: str | None, wait: str) -> Reply:
-        if line is not None:
-            logger.debug("%s <- %s", self.where, line)
-            self.writer.write(_checked(line).encode(self.encoding) + b"\r\n")
-            await self.writer.drain()
-        while True:
-            reply = Reply(await self._line(), self.where)
-            while not reply.complete:
-                reply.add(await self._line())
-            logger.debug("%s -> %s %s", self.where, reply.code, reply.lines[-1])
-            if not (wait and code_matches(reply.code, wait)):
-                return reply
-
-    async def _line(self) -> str:
-        try:
-            raw = await self.reader.readline()
-        except ValueError:  # longer than the stream limit (64 KiB): not an FTP reply
-            raise TransportError(f"{self.where}: reply line too long") from None
-        return decode_line(raw, self.encoding, self.where)
-
-    def data_tls(self, hostname: str) -> TLSData | None:
-        """The TLS context and session of this connection, for its data connections."""
-        control = self.writer.get_extra_info("ssl_object")
-        if control is None:
-            return None
-        return TLSData(control.context, control.session, hostname)
-
-    @property
-    def peer_host(self) -> str:
-        peer = self.writer.get_extra_info("peername")
-        return str(peer[0]) if peer else self.where.rpartition(":")[0]
-
-
-class SocketControl:
+class SocketControl(Control):
     """A plain control connection driven with blocking calls from the operation's thread.
 
     Each receive waits at most the command timeout for the next bytes.
@@ -187,36 +142,26 @@ class SocketControl:
             sock.close()
             raise
 
-    def command(
-        self,
-        line: str | None,
-        expect: str,
-        wait: str = "",
-        *,
-        timeout: float | None = None,
-        what: str | None = None,
-    ) -> tuple[str, list[str]]:
-        """As :meth:`Control.command`, blocking (in the operation's thread)."""
-        seconds = self.timeout if timeout is None else timeout
+    def _exchange(self, line: str | None, wait: str, seconds: float) -> tuple[str, list[str]]:
         if seconds != self._armed:
             self._sock.settimeout(seconds)
             self._armed = seconds
         if line is not None:
             logger.debug("%s <- %s", self.where, line)
-            self._sock.sendall(_checked(line).encode(self.encoding) + b"\r\n")
+            self._sock.sendall(line.encode(self.encoding) + b"\r\n")
         while True:
             reply = Reply(self._line(), self.where)
             while not reply.complete:
                 reply.add(self._line())
             logger.debug("%s -> %s %s", self.where, reply.code, reply.lines[-1])
             if not (wait and code_matches(reply.code, wait)):
-                return reply.check(expect, what or line or "reply")
+                return reply.code, reply.lines
 
     def _line(self) -> str:
         return decode_line(self._file.readline(MAX_LINE), self.encoding, self.where)
 
     def data_tls(self) -> TLSData | None:
-        return None
+        return None  # plain FTP
 
     def interrupt(self) -> None:
         with contextlib.suppress(OSError):
@@ -228,8 +173,8 @@ class SocketControl:
         self._sock.close()
 
 
-class LoopControl:
-    """A TLS control connection for a thread: each command runs on the event loop.
+class LoopControl(Control):
+    """A TLS control connection for a thread: each command is aioftp's, run on the event loop.
 
     The thread waits for the loop at most the command's own timeout plus ``grace``, so a
     loop that is gone never holds it for ever.
@@ -237,40 +182,43 @@ class LoopControl:
 
     def __init__(
         self,
-        stream: StreamControl,
+        client: aioftp.Client,
         loop: asyncio.AbstractEventLoop,
         hostname: str,
-        close: Callable[[], None],
+        timeout: float,
         grace: float = 5.0,
     ) -> None:
-        self._stream, self._loop, self._hostname = stream, loop, hostname
-        self._close, self._grace = close, grace
+        self._client, self._loop, self._hostname = client, loop, hostname
+        self.timeout, self._grace = timeout, grace
         self._lock = threading.Lock()
         self._pending: concurrent.futures.Future[Any] | None = None
         self._interrupted = False
-        self.peer_host = stream.peer_host
+        peer = client.stream.writer.get_extra_info("peername")
+        self.peer_host = str(peer[0]) if peer else hostname
 
-    def command(
-        self,
-        line: str | None,
-        expect: str,
-        wait: str = "",
-        *,
-        timeout: float | None = None,
-        what: str | None = None,
-    ) -> tuple[str, list[str]]:
-        """As :meth:`Control.command`: sent by the event loop, waited for here."""
-        coroutine = self._stream.command(line, expect, wait, timeout=timeout, what=what)
-        seconds = self._stream.timeout if timeout is None else timeout
-        return self._on_loop(coroutine, seconds)
+    def _exchange(self, line: str | None, wait: str, seconds: float) -> tuple[str, list[str]]:
+        return self._on_loop(self._command(line, wait, seconds))
+
+    async def _command(self, line: str | None, wait: str, seconds: float) -> tuple[str, list[str]]:
+        # "xxx" accepts any code (the caller checks it); aioftp reads until it is not ``wait``
+        reply = self._client.command(line, "xxx", wait or ())
+        try:
+            code, lines = await asyncio.wait_for(reply, seconds)
+        except aioftp.StatusCodeError as exc:  # a multi-line reply whose codes disagree
+            raise TransportError(f"{self.peer_host}: unreadable reply {status_of(exc)}") from None
+        # aioftp keeps the separator after the code ("229 text" -> " text"): drop it
+        return str(code), [part[1:] if part[:1] in (" ", "-") else part for part in lines]
 
     def data_tls(self) -> TLSData | None:
         async def read() -> TLSData | None:  # the TLS object is the loop's to touch
-            return self._stream.data_tls(self._hostname)
+            control = self._client.stream.writer.get_extra_info("ssl_object")
+            if control is None:
+                return None
+            return TLSData(control.context, control.session, self._hostname)
 
-        return self._on_loop(read(), self._stream.timeout)
+        return self._on_loop(read())
 
-    def _on_loop(self, coroutine: Coroutine[Any, Any, _T], seconds: float) -> _T:
+    def _on_loop(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
         with self._lock:
             if self._interrupted:
                 coroutine.close()
@@ -282,7 +230,7 @@ class LoopControl:
                 raise ConnectionResetError("the event loop is gone") from None
             self._pending = future
         try:
-            return future.result(seconds + self._grace)
+            return future.result(self.timeout + self._grace)
         except concurrent.futures.CancelledError:
             raise ConnectionResetError("the control connection was given up") from None
         finally:
@@ -304,7 +252,7 @@ class LoopControl:
         except RuntimeError:
             running = None
         if running is self._loop:
-            self._close()
+            self._client.close()
         else:
             with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._close)
+                self._loop.call_soon_threadsafe(self._client.close)

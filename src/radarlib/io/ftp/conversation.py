@@ -162,13 +162,13 @@ class Conversation:
         control: the session's control connection.
         connect_timeout: seconds to connect a data connection.
         data_timeout: seconds a data connection may stay silent (a stalled transfer).
-        mlsd: list folders with MLSD (else LIST).
+        mlsd: list folders with MLSD (else LIST); :meth:`setup` asks the server.
 
     ``epsv`` and ``supports_rest`` turn False when the server refuses EPSV or REST.
     """
 
     def __init__(
-        self, control: Control, *, connect_timeout: float, data_timeout: float, mlsd: bool
+        self, control: Control, *, connect_timeout: float, data_timeout: float, mlsd: bool = False
     ) -> None:
         self.control = control
         self.connect_timeout = connect_timeout
@@ -201,6 +201,17 @@ class Conversation:
         return busy and not connecting
 
     # -- operations (in the thread that runs them) ----------------------------------------------
+    def setup(self) -> bool:
+        """Binary mode, and whether the server lists with MLSD (FEAT); returns that."""
+        with self._turn():
+            self.control.command("TYPE I", "200")
+            try:
+                _, lines = self.control.command("FEAT", "2xx")
+            except ReplyError:
+                lines = []
+        self.mlsd = any(line.strip().upper().startswith("MLST") for line in lines)
+        return self.mlsd
+
     def command(self, line: str, expect: str, *, timeout: float | None = None) -> list[str]:
         """One command and its reply's lines (SIZE, CWD, QUIT)."""
         with self._turn():

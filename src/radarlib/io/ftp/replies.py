@@ -77,13 +77,6 @@ class Reply:
             self.lines.append(text)
         return self.complete
 
-    def check(self, expect: str, what: str) -> tuple[str, list[str]]:
-        """The code and lines, or :class:`ReplyError` naming ``what`` unless ``expect`` matches."""
-        if not code_matches(self.code, expect):
-            text = " ".join(part.strip() for part in self.lines).strip()
-            raise ReplyError(f"{what}: server replied {self.code} {text}".rstrip(), self.code)
-        return self.code, self.lines
-
 
 def decode_line(raw: bytes, encoding: str, where: str) -> str:
     """A reply line as text; :class:`TransportError` if too long, ``ConnectionResetError`` if cut.
