@@ -18,7 +18,6 @@ import pytest
 from ftpserver import FTPServerThread
 from radarlib.errors import FTPAuthError, RemotePathError, TransportError
 from radarlib.io.ftp.client import FTPClient, ReplyError
-from radarlib.io.ftp.replies import code_matches
 
 NAME = "RMA1_0315_01_DBZH_20250101T000500Z.BUFR"
 REMOTE = f"/L2/RMA1/2025/01/01/00/0500/{NAME}"
@@ -427,21 +426,3 @@ def test_cancelling_a_command_that_hangs_cuts_the_session_at_once(
     asyncio.run(go())
     server.thread.join(5)  # the server sees the connection closed: nothing holds it
     assert not server.thread.is_alive()
-
-
-@pytest.mark.parametrize(
-    ("code", "pattern", "matches"),
-    [
-        ("226", "2xx", True),
-        ("226", "22x", True),
-        ("226", "226", True),
-        ("150", "1xx", True),
-        ("226", "1xx", False),
-        ("226", "225", False),
-        ("425", "4x6", False),
-        ("22", "2xx", False),
-        ("2260", "2xx", False),
-    ],
-)
-def test_reply_codes_match_patterns_digit_by_digit(code: str, pattern: str, matches: bool) -> None:
-    assert code_matches(code, pattern) is matches

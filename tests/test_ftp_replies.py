@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from radarlib.errors import TransportError
-from radarlib.io.ftp.replies import MAX_LINE, Reply, decode_line, epsv_port, pasv_port
+from radarlib.io.ftp.replies import (
+    MAX_LINE,
+    Reply,
+    code_matches,
+    decode_line,
+    epsv_port,
+    pasv_port,
+)
 
 
 def test_a_multi_line_reply_ends_only_at_its_own_code_and_a_space() -> None:
@@ -50,3 +57,21 @@ def test_passive_ports() -> None:
         epsv_port("Entering Extended Passive Mode (|||x|)")
     with pytest.raises(TransportError, match="PASV: unreadable reply"):
         pasv_port("Entering Passive Mode")
+
+
+@pytest.mark.parametrize(
+    ("code", "pattern", "matches"),
+    [
+        ("226", "2xx", True),
+        ("226", "22x", True),
+        ("226", "226", True),
+        ("150", "1xx", True),
+        ("226", "1xx", False),
+        ("226", "225", False),
+        ("425", "4x6", False),
+        ("22", "2xx", False),
+        ("2260", "2xx", False),
+    ],
+)
+def test_reply_codes_match_patterns_digit_by_digit(code: str, pattern: str, matches: bool) -> None:
+    assert code_matches(code, pattern) is matches

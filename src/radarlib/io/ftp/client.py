@@ -111,7 +111,7 @@ def _translated(what: str, *, login: bool = False) -> Iterator[None]:
         code, text = status_of(exc)
         if login and code == "530":
             raise FTPAuthError(f"{what}: login refused by the server ({code} {text})") from None
-        raise ReplyError(f"{what}: server replied {code} {text}".rstrip(), code) from exc
+        raise ReplyError.unexpected(what, code, text) from exc
     except (asyncio.TimeoutError, TimeoutError) as exc:
         raise TransportError(f"{what}: timed out") from exc
     except (OSError, EOFError, ssl.SSLError, aioftp.AIOFTPException, ConnectionError) as exc:
@@ -184,8 +184,7 @@ class FTPClient:
         self.use_tls = use_tls
         self._ssl_context = ssl_context
         self._session: Conversation | None = None
-        self._lister: aioftp.Client | None = None  # parses LIST lines (aioftp's parser)
-        self._mlsd = False
+        self._lister = aioftp.Client(encoding=self.encoding)  # only parses LIST lines
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "closed"
@@ -195,6 +194,11 @@ class FTPClient:
     def connected(self) -> bool:
         """True between a successful :meth:`connect` and :meth:`close`/:meth:`abort`."""
         return self._session is not None
+
+    @property
+    def _mlsd(self) -> bool:
+        """The session lists with MLSD (the server offered it in FEAT)."""
+        return self._session is not None and self._session.mlsd
 
     @property
     def supports_rest(self) -> bool:
@@ -238,12 +242,11 @@ class FTPClient:
         except BaseException:
             client.close()
             raise
-        self._lister = client
         self._session = session = Conversation(
             control, connect_timeout=self.connect_timeout, data_timeout=self.data_timeout
         )
         try:
-            self._mlsd = await self._call(f"setup of {where}", session.setup)
+            await self._call(f"setup of {where}", session.setup)
         except BaseException:
             self.abort()
             raise
@@ -334,22 +337,21 @@ class FTPClient:
     async def list_dir(self, path: str) -> list[RemoteEntry] | None:
         """Entries of folder ``path`` (MLSD if offered, else LIST); ``None`` if it is missing."""
         session = self._require()
-        command = f"{'MLSD' if self._mlsd else 'LIST'} {path}"
         try:
-            data = await self._call(command, session.listing, path)
+            data = await self._call(session.listing_command(path), session.listing, path)
         except ReplyError as exc:
             if exc.code in {"450", "501", "550"}:
                 return None
             raise
-        return self._parse_listing(data)
+        return self._parse_listing(data, mlsd=session.mlsd)
 
-    def _parse_listing(self, data: bytes) -> list[RemoteEntry]:
+    def _parse_listing(self, data: bytes, *, mlsd: bool) -> list[RemoteEntry]:
         entries: list[RemoteEntry] = []
         for raw in data.split(b"\n"):
             line = raw.rstrip(b"\r")
             if not line.strip():
                 continue
-            entry = self._parse_mlsd(line) if self._mlsd else self._parse_list(line)
+            entry = self._parse_mlsd(line) if mlsd else self._parse_list(line)
             if entry is not None:
                 entries.append(entry)
         return entries
@@ -372,7 +374,7 @@ class FTPClient:
 
     def _parse_list(self, line: bytes) -> RemoteEntry | None:
         try:
-            path, info = self._require_lister().parse_list_line(line)
+            path, info = self._lister.parse_list_line(line)
         except ValueError:
             logger.warning("unparseable LIST line from %s: %r", self.host, line[:200])
             return None
@@ -380,11 +382,6 @@ class FTPClient:
         return RemoteEntry(
             str(path), info.get("type") == "dir", int(size) if size.isdigit() else None
         )
-
-    def _require_lister(self) -> aioftp.Client:
-        if self._lister is None:
-            raise TransportError(f"{self.host}:{self.port}: not connected")
-        return self._lister
 
     # -- downloads ------------------------------------------------------------------------------
     async def download(

@@ -81,8 +81,7 @@ class Control(abc.ABC):
         code, lines = self._exchange(line, wait, self.timeout if timeout is None else timeout)
         if not code_matches(code, expect):
             text = " ".join(part.strip() for part in lines).strip()
-            what = what or line or "reply"
-            raise ReplyError(f"{what}: server replied {code} {text}".rstrip(), code)
+            raise ReplyError.unexpected(what or line or "reply", code, text)
         return code, lines
 
     @abc.abstractmethod
@@ -197,7 +196,7 @@ class LoopControl(Control):
         self.peer_host = str(peer[0]) if peer else hostname
 
     def _exchange(self, line: str | None, wait: str, seconds: float) -> tuple[str, list[str]]:
-        return self._on_loop(self._command(line, wait, seconds))
+        return self._on_loop(self._command(line, wait, seconds), seconds)
 
     async def _command(self, line: str | None, wait: str, seconds: float) -> tuple[str, list[str]]:
         # "xxx" accepts any code (the caller checks it); aioftp reads until it is not ``wait``
@@ -216,9 +215,9 @@ class LoopControl(Control):
                 return None
             return TLSData(control.context, control.session, self._hostname)
 
-        return self._on_loop(read())
+        return self._on_loop(read(), self.timeout)
 
-    def _on_loop(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+    def _on_loop(self, coroutine: Coroutine[Any, Any, _T], seconds: float) -> _T:
         with self._lock:
             if self._interrupted:
                 coroutine.close()
@@ -230,7 +229,7 @@ class LoopControl(Control):
                 raise ConnectionResetError("the event loop is gone") from None
             self._pending = future
         try:
-            return future.result(self.timeout + self._grace)
+            return future.result(seconds + self._grace)
         except concurrent.futures.CancelledError:
             raise ConnectionResetError("the control connection was given up") from None
         finally:

@@ -162,18 +162,16 @@ class Conversation:
         control: the session's control connection.
         connect_timeout: seconds to connect a data connection.
         data_timeout: seconds a data connection may stay silent (a stalled transfer).
-        mlsd: list folders with MLSD (else LIST); :meth:`setup` asks the server.
 
+    ``mlsd`` (list folders with MLSD, else LIST) is what :meth:`setup` learnt from FEAT;
     ``epsv`` and ``supports_rest`` turn False when the server refuses EPSV or REST.
     """
 
-    def __init__(
-        self, control: Control, *, connect_timeout: float, data_timeout: float, mlsd: bool = False
-    ) -> None:
+    def __init__(self, control: Control, *, connect_timeout: float, data_timeout: float) -> None:
         self.control = control
         self.connect_timeout = connect_timeout
         self.data_timeout = data_timeout
-        self.mlsd = mlsd
+        self.mlsd = False
         self.epsv = True
         self.supports_rest = True
         self._cut = threading.Event()
@@ -192,7 +190,7 @@ class Conversation:
         with self._lock:
             self._cut.set()
             busy, data, connecting = self._busy, self._data, self._connecting
-        if data is not None and not connecting:
+        if data is not None:  # connected: shut down; one still connecting is not held here
             with contextlib.suppress(OSError):
                 data.shutdown(socket.SHUT_RDWR)
         self.control.interrupt()
@@ -201,8 +199,8 @@ class Conversation:
         return busy and not connecting
 
     # -- operations (in the thread that runs them) ----------------------------------------------
-    def setup(self) -> bool:
-        """Binary mode, and whether the server lists with MLSD (FEAT); returns that."""
+    def setup(self) -> None:
+        """Binary mode, and whether the server lists with MLSD (FEAT: ``mlsd``)."""
         with self._turn():
             self.control.command("TYPE I", "200")
             try:
@@ -210,16 +208,19 @@ class Conversation:
             except ReplyError:
                 lines = []
         self.mlsd = any(line.strip().upper().startswith("MLST") for line in lines)
-        return self.mlsd
 
     def command(self, line: str, expect: str, *, timeout: float | None = None) -> list[str]:
         """One command and its reply's lines (SIZE, CWD, QUIT)."""
         with self._turn():
             return self.control.command(line, expect, timeout=timeout)[1]
 
+    def listing_command(self, path: str) -> str:
+        """``MLSD path`` where the server offers it, else ``LIST path``."""
+        return f"{'MLSD' if self.mlsd else 'LIST'} {path}"
+
     def listing(self, path: str) -> bytes:
         """The raw MLSD (or LIST) listing of ``path``."""
-        command = f"{'MLSD' if self.mlsd else 'LIST'} {path}"
+        command = self.listing_command(path)
         with self._turn():
             address = self._passive_address()
             return self._exchange(address, command, _receive_bytes, self.data_timeout, self._cut)
@@ -339,7 +340,7 @@ class Conversation:
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         with self._lock:
-            self._data, self._connecting = sock, True
+            self._connecting = True
         try:
             sock.settimeout(self.connect_timeout)
             sock.connect(address)

@@ -35,6 +35,11 @@ class ReplyError(TransportError):
         super().__init__(message)
         self.code = code
 
+    @classmethod
+    def unexpected(cls, what: str, code: str, text: str) -> ReplyError:
+        """``what: server replied CODE text``: the one wording of an unexpected reply."""
+        return cls(f"{what}: server replied {code} {text}".rstrip(), code)
+
 
 def code_matches(code: str, pattern: str) -> bool:
     """``"226"`` matches ``"2xx"``, ``"22x"`` and ``"226"`` (three characters each)."""
