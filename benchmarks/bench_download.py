@@ -10,11 +10,11 @@ with the client. Throughput: the same files downloaded by (a) a plain sequential
 (one connection, ``download_stream``), (b) the daemon with ``max_concurrent_downloads=1`` and
 (c) with 4, each run into a fresh folder and state database; medians over the repeats.
 The server's tree is synced to disk before anything is timed (a real server's files are
-not dirty pages of the downloader's file system), and so is everything after each run's
-output is deleted, so no run pays for the one before it. The daemon does more per file (listings,
-sha256, making the file durable, rename, SQLite row), so the bar is >= 0.8 x the plain
-loop with 1 and faster than it with 4. The machine's noise moves all three alike within a
-repeat (the order rotates), so compare the ratios.
+not dirty pages of the downloader's file system); the disk is synced again after each
+run's output is deleted, so no run pays for the one before it. The daemon does more per
+file (listings, sha256, making the file durable, rename, SQLite row), so the bar is
+>= 0.8 x the plain loop with 1 and faster than it with 4. The machine's noise moves all
+three alike within a repeat (the order rotates), so compare the ratios.
 Latency: a continuous daemon polls every ``--poll`` seconds while files appear one by one
 (atomic rename into the server tree); the time from a file's appearance to its row in the
 state database, median over ``--latency-files`` files. Files in a still-open hour are taken
