@@ -204,7 +204,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("radarlib.io.ftp.processing_daemon").setLevel(logging.ERROR)
+    logging.getLogger("radarlib.pipeline.processing").setLevel(logging.ERROR)
     print(
         f"pipeline: {args.volumes} + {args.latency_volumes} volumes 0315/02 "
         f"(VRAD+WRAD, {GEOMETRY['nsweeps']}x{GEOMETRY['nrays']}x{GEOMETRY['ngates']}), "

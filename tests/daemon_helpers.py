@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from radarlib.filename import BufrFileName
-from radarlib.io.ftp.download_daemon import DateBasedDaemonConfig
+from radarlib.pipeline.download import DateBasedDaemonConfig
 from radarlib.volume_types import VolumeTypes, expected_fields
 
 

@@ -22,7 +22,7 @@ from radarlib.bufr.synthetic import write_synthetic_volume
 from radarlib.errors import FTPAuthError, RemotePathError
 from radarlib.filename import BufrFileName
 from radarlib.io.ftp import DateBasedDaemonConfig, DateBasedFTPDaemon
-from radarlib.io.ftp.download_daemon import PASSWORD_ENV
+from radarlib.pipeline.download import PASSWORD_ENV
 from radarlib.state.sqlite import SQLiteStateTracker
 
 UTC = timezone.utc
@@ -401,7 +401,7 @@ def test_a_burst_that_cannot_be_made_durable_is_not_recorded_and_retried(
     ftp_server: FTPServerThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A write-back error (EIO from fsync/syncfs) fails the burst's files: no row, retried."""
-    from radarlib.io.ftp import download_daemon
+    from radarlib.pipeline import download as download_daemon
 
     names = set(_publish_random(ftp_server, DAY + timedelta(hours=1), ("DBZH", "ZDR", "KDP")))
     real = download_daemon.sync_files

@@ -1,4 +1,4 @@
-"""Scan planning (radarlib.io.ftp.scan) and DateBasedDaemonConfig validation: pure, no network."""
+"""Scan planning (radarlib.pipeline.scan) and DateBasedDaemonConfig validation: pure, no network."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 from radarlib.errors import ConfigError
 from radarlib.io.ftp import DateBasedDaemonConfig, DateBasedFTPDaemon
-from radarlib.io.ftp.download_daemon import PASSWORD_ENV
-from radarlib.io.ftp.scan import (
+from radarlib.pipeline.download import PASSWORD_ENV
+from radarlib.pipeline.scan import (
     Coverage,
     advance_coverage,
     day_dir,

@@ -292,7 +292,7 @@ def test_design_examples_2_and_3_combined_pipeline_and_status(
 def test_end_to_end_out_of_order_late_corrupt_and_incomplete(
     server: FTPServerThread, rma11_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="radarlib.io.ftp.processing_daemon")
+    caplog.set_level(logging.INFO, logger="radarlib.pipeline.processing")
     staging = tmp_path / "staging"
     volumes: dict[str, list[Path]] = {}
     for radar, seed in (("RMA1", 1), ("RMA2", 2)):

@@ -31,8 +31,8 @@ import netCDF4
 import daemon_helpers
 from radarlib.errors import ConfigError
 from radarlib.io.ftp import ProcessingDaemon, ProcessingDaemonConfig, SQLiteStateTracker
-from radarlib.io.ftp.dask_pool import DaskConversionPool, import_distributed
-from radarlib.io.ftp.workers import ConversionJob, ExecutorUnavailableError
+from radarlib.pipeline.dask_pool import DaskConversionPool, import_distributed
+from radarlib.pipeline.workers import ConversionJob, ExecutorUnavailableError
 
 SAMPLE_TYPES = {"0315": {"01": ["DBZH", "DBZV", "ZDR", "KDP"], "02": ["VRAD", "WRAD"]}}
 HELD = f"{__name__}:held_convert"

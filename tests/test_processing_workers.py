@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from radarlib.io.ftp.workers import (
+from radarlib.pipeline.workers import (
     ConversionJob,
     ConversionPool,
     WorkerDiedError,

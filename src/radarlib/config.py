@@ -360,8 +360,8 @@ class Config:
     # -- daemon configs
 
     def download_config(self, code: str) -> Any:
-        """The :class:`~radarlib.io.ftp.download_daemon.DateBasedDaemonConfig` of one radar."""
-        from radarlib.io.ftp.download_daemon import DateBasedDaemonConfig
+        """The :class:`~radarlib.pipeline.download.DateBasedDaemonConfig` of one radar."""
+        from radarlib.pipeline.download import DateBasedDaemonConfig
 
         radar = self.radar(code)
         source = self.sources[radar.source]
@@ -385,8 +385,8 @@ class Config:
             )
 
     def processing_config(self, code: str) -> Any:
-        """The :class:`~radarlib.io.ftp.processing_daemon.ProcessingDaemonConfig` of one radar."""
-        from radarlib.io.ftp.processing_daemon import ProcessingDaemonConfig
+        """The :class:`~radarlib.pipeline.processing.ProcessingDaemonConfig` of one radar."""
+        from radarlib.pipeline.processing import ProcessingDaemonConfig
 
         radar = self.radar(code)
         with _daemon_keys("processing", _PROCESSING_KEYS, "output", _OUTPUT_KEYS):

@@ -9,8 +9,8 @@ layout ``/L2/<RADAR>/<YYYY>/<MM>/<DD>/<HH>/<MMSS>/``, add the real sample files 
 ``../shared/data/bufr`` exists (copied at run time into the output folder, never into the
 repository), serve the tree with aioftp's server on 127.0.0.1 (a thread of its own, random
 password handed over through an environment variable), write a ``radarlib.toml`` for it and
-run the same :class:`~radarlib.cli.run.Pipeline` as ``radarlib run`` until every volume has
-an outcome. Then print a table of the volumes and draw a quicklook PNG of DBZH.
+run the same :class:`~radarlib.pipeline.supervisor.Pipeline` as ``radarlib run`` until every
+volume has an outcome. Then print a table of the volumes and draw a quicklook PNG of DBZH.
 """
 
 from __future__ import annotations
@@ -516,9 +516,9 @@ async def _run(
     timeout: float,
     logging_options: tuple[str | None, str | None],
 ) -> DemoReport:
-    from radarlib.cli.run import Pipeline, run_pipeline
     from radarlib.config import load_config
     from radarlib.logsetup import setup_logging
+    from radarlib.pipeline.supervisor import Pipeline, run_pipeline
 
     started = time.monotonic()
     ftp_root = output / "ftp"
@@ -546,7 +546,7 @@ async def _run(
         progress = _Progress(state_db, nfiles, nvolumes, out, timeout)
         pipeline = Pipeline(config)
         times = _ConversionTimes()
-        daemon_log = logging.getLogger("radarlib.io.ftp.processing_daemon")
+        daemon_log = logging.getLogger("radarlib.pipeline.processing")
         daemon_log.addHandler(times)
         if daemon_log.getEffectiveLevel() > logging.INFO:
             daemon_log.setLevel(logging.INFO)

@@ -1,1 +1,1 @@
-"""Input/output around the pure core: FTP ingest and the daemons that drive the pipeline."""
+"""Input/output around the pure core: the FTP client, and the design's import path (io.ftp)."""

@@ -226,10 +226,10 @@ def ensure_schema(conn: sqlite3.Connection, where: str) -> int:
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = check_version(conn, where)  # again, now that we hold the write lock
-        if version == 0:
+        if version == 0:  # a new file: version 2's tables, then every later step
             for statement in _statements(SCHEMA_V2):
                 conn.execute(statement)
-            version = CURRENT_VERSION
+            version = 2
         while version < CURRENT_VERSION:
             _MIGRATIONS[version](conn)
             version += 1

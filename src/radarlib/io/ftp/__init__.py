@@ -22,10 +22,10 @@ __all__ = [
 ]
 
 _HOMES = {
-    "DateBasedDaemonConfig": "radarlib.io.ftp.download_daemon",
-    "DateBasedFTPDaemon": "radarlib.io.ftp.download_daemon",
-    "ProcessingDaemon": "radarlib.io.ftp.processing_daemon",
-    "ProcessingDaemonConfig": "radarlib.io.ftp.processing_daemon",
+    "DateBasedDaemonConfig": "radarlib.pipeline.download",
+    "DateBasedFTPDaemon": "radarlib.pipeline.download",
+    "ProcessingDaemon": "radarlib.pipeline.processing",
+    "ProcessingDaemonConfig": "radarlib.pipeline.processing",
     "SQLiteStateTracker": "radarlib.state.sqlite",
 }
 

@@ -7,7 +7,7 @@
 >>> await DateBasedFTPDaemon(config).run()                          # doctest: +SKIP
 
 Each poll lists the hour folders ``<base>/<RADAR>/<YYYY>/<MM>/<DD>/<HH>/<MMSS>/`` from the
-resume point (kept in the state database, see :mod:`radarlib.io.ftp.scan`) to the present or
+resume point (kept in the state database, see :mod:`radarlib.pipeline.scan`) to the present or
 the end date, so late files in recent hours are found and history is not re-listed. Wanted
 files (name pattern, radar, ``volume_types``) go to ``max_concurrent_downloads`` workers, one
 FTP connection each. A file is received into ``.<name>.part`` next to its final name while
@@ -52,7 +52,7 @@ from radarlib.errors import (
 )
 from radarlib.filename import BufrFileName, parse_iso
 from radarlib.io.ftp.client import Fetched, FTPClient, Transfer
-from radarlib.io.ftp.scan import (
+from radarlib.pipeline.scan import (
     HOUR,
     Coverage,
     advance_coverage,

@@ -7,14 +7,14 @@
 
 Each cycle: pick up the files recorded since the last cycle (``sync_volumes``, incremental,
 never "newer than the last volume"), apply the incomplete-volume policy, claim ready volumes
-atomically and convert them in worker processes (:mod:`radarlib.io.ftp.workers`), then
+atomically and convert them in worker processes (:mod:`radarlib.pipeline.workers`), then
 record ``completed`` or a retry / ``failed``. It sleeps until the download daemon announces
 a ready volume (same process), a conversion frees a slot, ``stop()``, or ``poll_interval``.
 The daemon only schedules and records; :func:`radarlib.convert.convert_volume` converts.
 Workers are started with ``spawn``: a script that runs the daemon must guard its entry point
 with ``if __name__ == "__main__":`` (as :mod:`multiprocessing` requires). With
 ``executor="dask"`` the conversions run on a Dask.distributed cluster instead
-(:mod:`radarlib.io.ftp.dask_pool`); claims, retries and recovery stay the same.
+(:mod:`radarlib.pipeline.dask_pool`); claims, retries and recovery stay the same.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from radarlib.checks import check_bool, check_integer, check_number
 from radarlib.errors import ConfigError
 from radarlib.filename import format_iso
-from radarlib.io.ftp.workers import (
+from radarlib.pipeline.workers import (
     DEFAULT_CONVERTER,
     ConversionExecutor,
     ConversionJob,
@@ -335,7 +335,7 @@ class ProcessingDaemon:
     def _make_pool(self) -> ConversionExecutor:
         """Local worker processes, or the Dask cluster of ``config.dask_scheduler``."""
         if self.config.executor == "dask" and self.config.dask_scheduler is not None:
-            from radarlib.io.ftp.dask_pool import DaskConversionPool
+            from radarlib.pipeline.dask_pool import DaskConversionPool
 
             return DaskConversionPool(
                 self.config.dask_scheduler, self.config.max_concurrent_processing

@@ -3,16 +3,16 @@
 >>> pool = DaskConversionPool("tcp://scheduler:8786", max_in_flight=8)     # doctest: +SKIP
 >>> outcome = await pool.convert(job)                                     # doctest: +SKIP
 
-A second implementation of :class:`~radarlib.io.ftp.workers.ConversionExecutor`: each job is
+A second implementation of :class:`~radarlib.pipeline.workers.ConversionExecutor`: each job is
 ``client.submit(run_job, job)`` on an asynchronous :class:`distributed.Client` living on the
 daemon's event loop, so nothing blocks the loop. The state database stays the only source of
 truth: the cluster never learns about claims or retries, it only runs :func:`run_job`.
 
 A worker lost while running a job (``KilledWorker`` once the scheduler gives up on the task,
 a closed connection, a future the scheduler cancelled) becomes
-:class:`~radarlib.io.ftp.workers.WorkerDiedError`, exactly like a dead local worker; a
+:class:`~radarlib.pipeline.workers.WorkerDiedError`, exactly like a dead local worker; a
 scheduler that cannot be reached becomes
-:class:`~radarlib.io.ftp.workers.ExecutorUnavailableError`. Workers need radarlib installed and
+:class:`~radarlib.pipeline.workers.ExecutorUnavailableError`. Workers need radarlib installed and
 must see the BUFR and NetCDF folders under the same paths as the daemon (shared filesystem).
 ``distributed`` is imported only when this pool is created.
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from radarlib.errors import ConfigError
-from radarlib.io.ftp.workers import (
+from radarlib.pipeline.workers import (
     ConversionJob,
     ConversionOutcome,
     ExecutorUnavailableError,

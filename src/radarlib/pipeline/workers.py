@@ -13,7 +13,7 @@ carrying the error's type, text and traceback, so nothing needs to be unpickled 
 worker could not pickle.
 
 :class:`ConversionExecutor` is what the processing daemon needs from a pool; this module's
-:class:`ConversionPool` is the local implementation, :mod:`radarlib.io.ftp.dask_pool` the
+:class:`ConversionPool` is the local implementation, :mod:`radarlib.pipeline.dask_pool` the
 Dask.distributed one (both run :func:`run_job`).
 """
 
