@@ -18,11 +18,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from radarlib.bufr.model import BufrFile
 from radarlib.errors import BufrDecodeError, ConfigError, FileNameError, VolumeError
 from radarlib.filename import BufrFileName
 from radarlib.volume import Volume, assemble_volume
+
+if TYPE_CHECKING:
+    from radarlib.qc import QCConfig
 
 __all__ = [
     "ConversionResult",
@@ -40,6 +44,7 @@ class ConvertOptions:
     compression_level: int = 4  #: NetCDF-4 zlib level 0-9
     root_resources: Path | None = None  #: extra BUFR tables for the decoder
     elevation_tolerance: float = 0.5  #: degrees, when matching sweeps across fields
+    qc: QCConfig | None = None  #: quality control before writing (radarlib.qc); None = none
 
     def __post_init__(self) -> None:
         level = self.compression_level
@@ -117,8 +122,21 @@ def convert_volume(
     opts = options or ConvertOptions()
     if not files:
         raise VolumeError("no field files given")
-    volume = load_volume(files, options=opts, expected_fields=expected_fields)
-    radar = volume_to_radar(volume)
+    if opts.qc is not None and opts.qc.enabled:
+        from radarlib.qc import check_files, run_qc
+
+        decoded = decode_files(files, root_resources=opts.root_resources)
+        if opts.qc.check_identity:
+            check_files(decoded, opts.qc)
+        volume = assemble_volume(
+            decoded, elevation_tolerance=opts.elevation_tolerance, expected_fields=expected_fields
+        )
+        qc = run_qc(volume, opts.qc)
+        radar = volume_to_radar(qc.volume)
+        radar.metadata.update(qc.attrs())
+    else:
+        volume = load_volume(files, options=opts, expected_fields=expected_fields)
+        radar = volume_to_radar(volume)
     out_dir = Path(output_dir)
     target = out_dir / volume.key.netcdf_name
     try:
