@@ -44,7 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from radarlib.bufr.model import BufrFile, GateStatus, Station
-from radarlib.checks import check_bool, check_integer, check_number
+from radarlib.checks import check_bool, check_integer, check_number, radar_table
 from radarlib.errors import ConfigError, QCError
 from radarlib.vocabulary import FILL_VALUE, QC_FLAG_MEANINGS, QC_FLAGS_SUFFIX, QC_SUFFIX
 from radarlib.volume import FieldData, Volume
@@ -122,19 +122,8 @@ class QCConfig:
 
 def qc_config_from_mapping(data: Mapping[str, Any] | None, radar: str | None = None) -> QCConfig:
     """A :class:`QCConfig` from the ``[qc]`` table; ``[qc.radars.<CODE>]`` overrides per radar."""
-    values = dict(data or {})
-    per_radar = values.pop("radars", {}) or {}
-    if not isinstance(per_radar, Mapping):
-        raise ConfigError("qc.radars", "must be a table of radar codes")
-    if radar is not None and radar in per_radar:
-        override = per_radar[radar]
-        if not isinstance(override, Mapping):
-            raise ConfigError(f"qc.radars.{radar}", "must be a table")
-        values.update(override)
-    known = {f.name for f in dataclasses.fields(QCConfig)}
-    for key in values:
-        if key not in known:
-            raise ConfigError(f"qc.{key}", f"unknown key (known: {', '.join(sorted(known))})")
+    known = [f.name for f in dataclasses.fields(QCConfig)]
+    values = radar_table(data, "qc", radar, known)
     if "fields" in values and isinstance(values["fields"], list):
         values["fields"] = tuple(values["fields"])
     try:
