@@ -304,6 +304,8 @@ _TOP_KEYS = (
     "download",
     "processing",
     "output",
+    "qc",
+    "products",
 )
 
 
@@ -318,6 +320,10 @@ class Config:
     download: dict[str, Any] = field(default_factory=dict)
     processing: dict[str, Any] = field(default_factory=dict)
     output: dict[str, Any] = field(default_factory=dict)
+    #: the [qc] table (None: no quality control); radarlib.qc.qc_config_from_mapping reads it
+    qc: dict[str, Any] | None = None
+    #: the [products] table; radarlib.products.settings reads it
+    products: dict[str, Any] = field(default_factory=dict)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     source_file: Path | None = None
 
@@ -399,7 +405,43 @@ class Config:
                 root_resources=self.paths.root_resources,
                 **self.processing,
                 **self.output,
+                **({"qc": self.qc_config(code).to_mapping()} if self.qc is not None else {}),
             )
+
+    # -- quality control and products (radarlib.qc, radarlib.products)
+
+    def qc_config(self, code: str) -> Any:
+        """The :class:`~radarlib.qc.QCConfig` of one radar (``[qc]`` + ``[qc.radars.<code>]``)."""
+        from radarlib.qc import QCConfig, qc_config_from_mapping
+
+        if self.qc is None:
+            return QCConfig(enabled=False)
+        return qc_config_from_mapping(self.qc, self.radar(code).code)
+
+    def product_settings(self, code: str) -> Any:
+        """The :class:`~radarlib.products.settings.ProductSettings` of one radar."""
+        from radarlib.products.settings import product_settings_from_mapping
+
+        base = self.source_file.parent if self.source_file is not None else Path(".")
+        return product_settings_from_mapping(self.products, self.radar(code).code, base_dir=base)
+
+    def products_dir(self, code: str) -> Path:
+        """Where ``code``'s products go: ``products.output_dir``, else beside its NetCDF folder."""
+        settings = self.product_settings(code)
+        if settings.output_dir is not None:
+            return Path(settings.output_dir)
+        return self.netcdf_dir(code).parent / "products"
+
+    def product_config(self, code: str) -> Any:
+        """The :class:`~radarlib.pipeline.products.ProductDaemonConfig` of one radar."""
+        from radarlib.pipeline.products import ProductDaemonConfig
+
+        return ProductDaemonConfig(
+            radar_code=self.radar(code).code,
+            state_db=self.state_db(code),
+            output_dir=self.products_dir(code),
+            settings=self.product_settings(code),
+        )
 
 
 @contextlib.contextmanager
@@ -573,7 +615,7 @@ def parse_config(
         validate_volume_types(data["volume_types"]) if "volume_types" in data else _defaults()
     )
     log_values = _read_table("logging", _table("logging", data.get("logging", {})), _LOGGING_KEYS)
-    return Config(
+    config = Config(
         sources=sources,
         radars=radars,
         paths=paths,
@@ -585,11 +627,17 @@ def parse_config(
             "processing", _table("processing", data.get("processing", {})), _PROCESSING_KEYS
         ),
         output=_read_table("output", _table("output", data.get("output", {})), _OUTPUT_KEYS),
+        qc=dict(_table("qc", data["qc"])) if "qc" in data else None,
+        products=dict(_table("products", data.get("products", {}))),
         logging=LoggingSettings(
             level=log_values.get("level", "INFO"), format=log_values.get("format", "text")
         ),
         source_file=origin,
     )
+    for radar in radars:  # a bad [qc] / [products] value fails at load time, naming its key
+        config.qc_config(radar.code)
+        config.product_settings(radar.code)
+    return config
 
 
 def load_config(

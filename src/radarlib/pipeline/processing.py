@@ -47,7 +47,7 @@ from radarlib.pipeline.workers import (
     ExecutorUnavailableError,
     WorkerDiedError,
 )
-from radarlib.state.events import wait_for_ready
+from radarlib.state.events import announce_ready, wait_for_ready
 from radarlib.volume_types import VolumeTypes, validate_volume_types
 
 if TYPE_CHECKING:
@@ -109,6 +109,8 @@ class ProcessingDaemonConfig:
     executor: Literal["processes", "dask"] = "processes"
     #: the Dask scheduler address (``tcp://host:8786``); required with ``executor="dask"``
     dask_scheduler: str | None = None
+    #: quality control before writing (``radarlib.qc.QCConfig`` fields); None = no QC
+    qc: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for key in ("local_bufr_dir", "local_netcdf_dir", "state_db"):
@@ -561,6 +563,7 @@ class ProcessingDaemon:
             if self.config.root_resources is None
             else str(self.config.root_resources),
             converter=self._converter,
+            qc=None if self.config.qc is None else dict(self.config.qc),
         )
 
     async def _convert_one(self, row: Mapping[str, Any]) -> None:
@@ -639,6 +642,7 @@ class ProcessingDaemon:
                 missing_fields=outcome.missing_fields,
             )
             self._counters["volumes_processed"] += 1
+            announce_ready(f"{self.config.state_db}#completed")  # wakes the product daemon
             note = f", missing {','.join(outcome.missing_fields)}" if outcome.missing_fields else ""
             log.info(
                 "volume %s processed in %.2fs -> %s%s",

@@ -23,7 +23,7 @@ __all__ = ["DaemonTask", "Pipeline", "Role", "run_pipeline"]
 
 log = logging.getLogger("radarlib.run")
 
-Role = Literal["download", "processing"]
+Role = Literal["download", "processing", "products"]
 
 
 @dataclass
@@ -71,6 +71,11 @@ class Pipeline:
             if "processing" in roles:
                 processor = ProcessingDaemon(config.processing_config(code))
                 self.daemons.append(DaemonTask(code, "processing", processor))
+            if "processing" in roles and config.product_settings(code).enabled:
+                from radarlib.pipeline.products import ProductDaemon
+
+                products = ProductDaemon(config.product_config(code))
+                self.daemons.append(DaemonTask(code, "products", products))
         self._stopping = False
 
     @property

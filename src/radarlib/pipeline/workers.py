@@ -73,6 +73,8 @@ class ConversionJob:
     compression_level: int = 4
     root_resources: str | None = None
     converter: str = DEFAULT_CONVERTER
+    #: quality control (``radarlib.qc.QCConfig`` fields), None = none
+    qc: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,12 @@ def _convert_options(job: ConversionJob) -> Any:
     from radarlib.convert import ConvertOptions
 
     root = None if job.root_resources is None else Path(job.root_resources)
-    return ConvertOptions(compression_level=job.compression_level, root_resources=root)
+    qc = None
+    if job.qc is not None:
+        from radarlib.qc import qc_config_from_mapping
+
+        qc = qc_config_from_mapping(job.qc)
+    return ConvertOptions(compression_level=job.compression_level, root_resources=root, qc=qc)
 
 
 def run_job(job: ConversionJob) -> ConversionOutcome:
@@ -253,6 +260,13 @@ class ConversionPool:
         await asyncio.gather(
             *(self._run(_ping) for _ in range(self.max_workers)), return_exceptions=True
         )
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run any picklable ``fn(*args)`` in a worker (the product stage's jobs).
+
+        Raises :class:`~concurrent.futures.process.BrokenProcessPool` if the worker died.
+        """
+        return await self._run(fn, *args)
 
     async def convert(self, job: ConversionJob) -> ConversionOutcome:
         """Run ``job`` in a worker; :class:`WorkerDiedError` if its worker process died."""

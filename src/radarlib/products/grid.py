@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from radarlib.checks import check_number
+from radarlib.products.files import atomic_output
 from radarlib.products.polar import PolarVolume
 
 __all__ = [
@@ -185,15 +185,8 @@ def _load(path: Path, spec: GridSpec, key: str) -> GridMapping | None:
 
 
 def _save(path: Path, mapping: GridMapping) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, ray=mapping.ray, gate=mapping.gate)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, fsync=False) as tmp, tmp.open("wb") as fh:
+        np.savez(fh, ray=mapping.ray, gate=mapping.gate)
 
 
 def mapping_for(

@@ -38,7 +38,7 @@ __all__ = [
     "schema_version",
 ]
 
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 
 #: The original design's schema (version 1), kept verbatim in shape so that old files and
 #: tests can create it; never used for new databases.
@@ -451,4 +451,38 @@ def _copy_v1_downloads(
         conn.executemany(insert, batch)
 
 
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+#: Version 3 (additive): one row per volume x product of the product stage (radarlib.products).
+SCHEMA_V3_PRODUCTS = """
+CREATE TABLE products (
+    id              INTEGER PRIMARY KEY,
+    volume_id       TEXT    NOT NULL
+        REFERENCES volume_processing(volume_id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
+    radar_code      TEXT    NOT NULL,
+    product         TEXT    NOT NULL,
+    status          TEXT    NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'processing', 'done', 'failed')),
+    path            TEXT,
+    error_message   TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_at TEXT    NOT NULL,
+    claimed_by      TEXT,
+    claimed_at      TEXT,
+    done_at         TEXT,
+    created_at      TEXT    NOT NULL,
+    updated_at      TEXT    NOT NULL,
+    UNIQUE (volume_id, product)
+);
+CREATE INDEX ix_products_ready ON products(status, radar_code, next_attempt_at)
+"""
+
+
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """Add the ``products`` table (volume x product state of the product stage)."""
+    for statement in _statements(SCHEMA_V3_PRODUCTS):
+        conn.execute(statement)
+
+
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _migrate_1_to_2,
+    2: _migrate_2_to_3,
+}
