@@ -30,7 +30,7 @@ def aeqd_crs(latitude: float, longitude: float) -> str:
 def write_cog(colmax: Colmax, target: Path, *, fsync: bool = True) -> Path:
     """Write ``colmax`` as a COG at ``target`` (atomically); returns ``target``."""
     import rasterio
-    from rasterio.transform import from_origin
+    from affine import Affine
 
     res = colmax.spec.resolution_km * 1000.0
     west, _, _, north = colmax.bounds_m
@@ -42,7 +42,7 @@ def write_cog(colmax: Colmax, target: Path, *, fsync: bool = True) -> Path:
         "count": 1,
         "dtype": "float32",
         "crs": aeqd_crs(colmax.latitude, colmax.longitude),
-        "transform": from_origin(west, north, res, res),
+        "transform": Affine(res, 0.0, west, 0.0, -res, north),
         "nodata": float("nan"),
         "compress": "deflate",
         "blocksize": 128,
