@@ -64,6 +64,12 @@ class ProductDaemonConfig:
     worker_id: str = field(default_factory=default_worker_id)
     #: fsync product files (tests and benchmarks on throw-away folders may turn it off)
     fsync: bool = True
+    #: add rows for newly completed volumes (``radarlib products`` queues its period itself)
+    enqueue: bool = True
+    #: return once nothing is running and nothing is due (``radarlib products``)
+    exit_when_idle: bool = False
+    #: remake products whose file exists (``radarlib products``); else an existing file is kept
+    force: bool = False
 
 
 class ProductDaemon:
@@ -189,8 +195,10 @@ class ProductDaemon:
     def _enqueue_and_claim(self, slots: int) -> list[ClaimedVolume]:
         store = self._db()
         started = datetime.now(timezone.utc)
-        store.enqueue(self.config.radar_code, self._products, since=self._since)
-        self._since = format_iso(started - _ENQUEUE_OVERLAP)
+        if self.config.enqueue:
+            needs = self.config.settings.required_fields()
+            store.enqueue(self.config.radar_code, needs, since=self._since)
+            self._since = format_iso(started - _ENQUEUE_OVERLAP)
         if time.monotonic() - self._last_recovery >= _RECOVERY_PERIOD_SECONDS:
             self._recover()
         claimed = (
@@ -214,6 +222,8 @@ class ProductDaemon:
             self._in_flight[volume.volume_id] = asyncio.create_task(
                 self._make(volume), name=f"products {volume.volume_id}"
             )
+        if self.config.exit_when_idle and not self._in_flight and self._stop_event is not None:
+            self._stop_event.set()
 
     async def _sleep(self) -> None:
         stop, freed = self._stop_event, self._freed
@@ -242,6 +252,7 @@ class ProductDaemon:
             products=tuple(volume.rows),
             settings=self.config.settings.to_mapping(),
             fsync=self.config.fsync,
+            force=self.config.force,
         )
         try:
             try:

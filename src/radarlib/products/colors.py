@@ -34,8 +34,8 @@ def style_for(field: str, data: Any = None) -> tuple[Any, Any]:
 
     base = field.upper()
     if base == "COLMAX" or base.startswith("DBZ"):
-        cmap = ListedColormap(list(REFLECTIVITY_COLOURS), name="radarlib_reflectivity")
-        cmap = cmap.with_extremes(over=REFLECTIVITY_COLOURS[-1], under=(0, 0, 0, 0))
+        listed = ListedColormap(list(REFLECTIVITY_COLOURS), name="radarlib_reflectivity")
+        cmap = listed.with_extremes(over=REFLECTIVITY_COLOURS[-1], under=(0, 0, 0, 0))
         return cmap, BoundaryNorm(list(REFLECTIVITY_BOUNDS), cmap.N)
     family = next((k for k in FIELD_STYLES if base.startswith(k)), None)
     if family is not None:

@@ -75,18 +75,24 @@ class ProductSettings:
         if self.output_dir is not None:
             object.__setattr__(self, "output_dir", Path(self.output_dir))
 
-    def product_names(self) -> list[str]:
-        """The products every volume gets, in making order."""
-        names: list[str] = []
+    def required_fields(self) -> dict[str, str]:
+        """Product name -> the field a volume must have for it (volume 02 has no DBZH), in
+        making order."""
+        needs: dict[str, str] = {}
         variants = ("", "_transparent") if self.transparent else ("",)
         if self.colmax:
-            names += [f"colmax{v}.png" for v in variants]
+            needs.update({f"colmax{v}.png": self.colmax_field for v in variants})
         if self.cog:
-            names.append("colmax.tif")
+            needs["colmax.tif"] = self.colmax_field
         for field in self.ppi_fields:
             for sweep in self.ppi_sweeps:
-                names += [f"ppi_{field}_{sweep}{v}.png" for v in variants]
-        return names
+                for v in variants:
+                    needs[f"ppi_{field}_{sweep}{v}.png"] = field.removesuffix("_QC")
+        return needs
+
+    def product_names(self) -> list[str]:
+        """The products every volume gets, in making order."""
+        return list(self.required_fields())
 
     def to_mapping(self) -> dict[str, Any]:
         """Plain values (cross the process boundary to the workers)."""

@@ -15,7 +15,7 @@ made twice. Rows of a volume deleted by retention go with it (``ON DELETE CASCAD
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,7 +49,7 @@ class ProductStore:
     def enqueue(
         self,
         radar: str,
-        products: Sequence[str],
+        products: Sequence[str] | Mapping[str, str],
         *,
         since: str | None = None,
         start: datetime | None = None,
@@ -57,6 +57,8 @@ class ProductStore:
     ) -> int:
         """Add ``pending`` rows for every completed volume of ``radar`` lacking them; count added.
 
+        ``products`` maps each product to the field it needs (a volume whose expected, else
+        downloaded, fields lack it gets no row), or lists products needing nothing.
         ``since``: only volumes processed at or after that time (ISO); ``start``/``end``:
         observation time range ``[start, end)``.
         """
@@ -77,18 +79,32 @@ class ProductStore:
         if end is not None:
             sql += " AND v.observation_datetime < :end"
             params["end"] = iso_utc(end)
-        sql += " ON CONFLICT (volume_id, product) DO NOTHING"
+        needs = dict(products) if isinstance(products, Mapping) else dict.fromkeys(products, "")
+        sql += (
+            " AND (:field = '' OR ',' || COALESCE(v.expected_fields, v.downloaded_fields) || ','"
+            " LIKE '%,' || :field || ',%')"
+            " ON CONFLICT (volume_id, product) DO NOTHING"
+        )
         added = 0
         with self.tracker._write() as conn:
-            for product in products:
-                added += conn.execute(sql, {**params, "product": product}).rowcount
+            for product, needed in needs.items():
+                values = {**params, "product": product, "field": needed}
+                added += conn.execute(sql, values).rowcount
         return added
 
-    def reset(self, radar: str, products: Sequence[str], *, start: datetime, end: datetime) -> int:
+    def reset(
+        self,
+        radar: str,
+        products: Sequence[str] | Mapping[str, str],
+        *,
+        start: datetime,
+        end: datetime,
+    ) -> int:
         """Make the products of ``radar``'s completed volumes in ``[start, end)`` pending again."""
         self.enqueue(radar, products, start=start, end=end)
         now = self._now()
-        marks = ",".join("?" for _ in products)
+        names = list(products)
+        marks = ",".join("?" for _ in names)
         with self.tracker._write() as conn:
             cur = conn.execute(
                 "UPDATE products SET status = 'pending', attempts = 0, next_attempt_at = ?,"
@@ -96,7 +112,7 @@ class ProductStore:
                 f" WHERE radar_code = ? AND product IN ({marks}) AND status != 'processing'"
                 " AND volume_id IN (SELECT volume_id FROM volume_processing"
                 " WHERE radar_code = ? AND observation_datetime >= ? AND observation_datetime < ?)",
-                (now, now, radar, *products, radar, iso_utc(start), iso_utc(end)),
+                (now, now, radar, *names, radar, iso_utc(start), iso_utc(end)),
             )
             return int(cur.rowcount)
 
@@ -205,13 +221,25 @@ class ProductStore:
         with self.tracker._write() as conn:
             return int(conn.execute(sql, params).rowcount)
 
-    def counts(self, radar: str | None = None) -> dict[str, int]:
-        """Product rows per status (of one radar, or all)."""
-        sql = "SELECT status, COUNT(*) FROM products"
+    def counts(
+        self,
+        radar: str | None = None,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> dict[str, int]:
+        """Product rows per status (of one radar, or all; of volumes in ``[start, end)``)."""
+        sql = "SELECT status, COUNT(*) FROM products WHERE 1"
         args: tuple[Any, ...] = ()
         if radar is not None:
-            sql += " WHERE radar_code = ?"
-            args = (radar,)
+            sql += " AND radar_code = ?"
+            args += (radar,)
+        if start is not None and end is not None:
+            sql += (
+                " AND volume_id IN (SELECT volume_id FROM volume_processing"
+                " WHERE observation_datetime >= ? AND observation_datetime < ?)"
+            )
+            args += (iso_utc(start), iso_utc(end))
         with self.tracker._use() as conn:
             rows = conn.execute(sql + " GROUP BY status", args).fetchall()
         return {str(r[0]): int(r[1]) for r in rows}
