@@ -113,6 +113,7 @@ class ProductDaemon:
             self.config.settings.max_concurrent, converter="radarlib.products.stage:run_product_job"
         )
         self._running = True
+        warm = asyncio.create_task(self._pool.warm_up())  # imports take seconds: start now
         log.info(
             "product daemon %s started for radar %s: %s",
             self.worker_id,
@@ -127,6 +128,9 @@ class ProductDaemon:
         finally:
             self._running = False
             self._stop_requested = False
+            warm.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await warm
             await self._drain()
             await asyncio.to_thread(self._close)
 
