@@ -30,6 +30,7 @@ REFLECTIVITY_COLOURS: tuple[str, ...] = (
 
 def style_for(field: str, data: Any = None) -> tuple[Any, Any]:
     """``(colormap, norm)`` for ``field`` (``COLMAX`` and ``DBZ*`` share the reflectivity scale)."""
+    from matplotlib import colormaps
     from matplotlib.colors import BoundaryNorm, ListedColormap, Normalize
 
     base = field.upper()
@@ -40,7 +41,7 @@ def style_for(field: str, data: Any = None) -> tuple[Any, Any]:
     family = next((k for k in FIELD_STYLES if base.startswith(k)), None)
     if family is not None:
         vmin, vmax, name = FIELD_STYLES[family]
-        return name, Normalize(vmin, vmax)
+        return colormaps[name], Normalize(vmin, vmax)
     valid = np.ma.compressed(np.ma.masked_invalid(data)) if data is not None else np.array([])
     low, high = np.percentile(valid, [2, 98]) if valid.size else (0.0, 1.0)
-    return "viridis", Normalize(float(low), float(high))
+    return colormaps["viridis"], Normalize(float(low), float(high))

@@ -124,27 +124,48 @@ class GridMapping:
     key: str
     ray: npt.NDArray[np.int16]  # (sweeps, ny*nx) index into the sweep's azimuth-sorted rays
     gate: npt.NDArray[np.int16]  # (sweeps, ny*nx)
+    #: the volume sweep of each row of ``ray``/``gate`` (all sweeps, or the one asked for)
+    sweeps: tuple[int, ...] = ()
+
+    def _gather(
+        self, volume: PolarVolume, field: np.ma.MaskedArray, row: int
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
+        """Cells with a gate in mapping row ``row`` and their values (-inf where masked)."""
+        i = self.sweeps[row] if self.sweeps else row
+        start, end = int(volume.sweep_start[i]), int(volume.sweep_end[i]) + 1
+        order = np.argsort(volume.azimuth[start:end], kind="stable")
+        use = (self.ray[row] >= 0) & (self.gate[row] >= 0)
+        rays = start + order[self.ray[row][use]]
+        gates = self.gate[row][use]
+        values = np.ma.getdata(field)[rays, gates]
+        sample = np.where(np.ma.getmaskarray(field)[rays, gates], -np.inf, values)
+        return use, sample.astype(np.float32)
 
     def column_max(self, volume: PolarVolume, field: np.ma.MaskedArray) -> npt.NDArray[np.float32]:
         """Maximum over sweeps of ``field`` at each column's nearest gates; NaN where none valid."""
-        values = np.ma.getdata(field)
-        mask = np.ma.getmaskarray(field)
         out = np.full(self.ray.shape[1], -np.inf, dtype=np.float32)
-        for i in range(self.ray.shape[0]):
-            start, end = int(volume.sweep_start[i]), int(volume.sweep_end[i]) + 1
-            order = np.argsort(volume.azimuth[start:end], kind="stable")
-            use = (self.ray[i] >= 0) & (self.gate[i] >= 0)
-            rays = start + order[self.ray[i][use]]
-            gates = self.gate[i][use]
-            sample = np.where(mask[rays, gates], -np.inf, values[rays, gates])
+        for row in range(self.ray.shape[0]):
+            use, sample = self._gather(volume, field, row)
             out[use] = np.maximum(out[use], sample)
         out[~np.isfinite(out)] = np.nan
         n = self.spec.size
         return out.reshape(n, n)
 
+    def sweep_grid(
+        self, volume: PolarVolume, field: np.ma.MaskedArray, sweep: int
+    ) -> npt.NDArray[np.float32]:
+        """``field`` on one sweep at each cell's nearest gate (a PPI on the grid); NaN = none."""
+        row = self.sweeps.index(sweep) if self.sweeps else sweep
+        out = np.full(self.ray.shape[1], np.nan, dtype=np.float32)
+        use, sample = self._gather(volume, field, row)
+        out[use] = np.where(np.isfinite(sample), sample, np.nan)
+        n = self.spec.size
+        return out.reshape(n, n)
 
-def _geometry_key(volume: PolarVolume, spec: GridSpec) -> str:
+
+def _geometry_key(volume: PolarVolume, spec: GridSpec, sweeps: tuple[int, ...] = ()) -> str:
     digest = hashlib.sha256()
+    digest.update(repr(sweeps).encode())
     digest.update(np.array([spec.extent_km, spec.resolution_km], dtype=np.float64).tobytes())
     digest.update(volume.range_m.astype(np.float64).tobytes())
     digest.update(volume.fixed_angle.astype(np.float64).tobytes())
@@ -153,22 +174,24 @@ def _geometry_key(volume: PolarVolume, spec: GridSpec) -> str:
     return digest.hexdigest()[:24]
 
 
-def build_mapping(volume: PolarVolume, spec: GridSpec) -> GridMapping:
-    """Compute the nearest-gate mapping of ``volume``'s geometry on ``spec`` (see module doc)."""
+def build_mapping(volume: PolarVolume, spec: GridSpec, sweeps: tuple[int, ...] = ()) -> GridMapping:
+    """The nearest-gate mapping of ``volume``'s geometry on ``spec`` (see module doc), for
+    every sweep or only ``sweeps``."""
     x, y = spec.centres()
     xx, yy = np.meshgrid(x, y)
     s = np.hypot(xx, yy).ravel()
     az = (np.rad2deg(np.arctan2(xx, yy)).ravel()) % 360.0
     half = float(np.median(np.diff(volume.range_m))) / 2.0 if len(volume.range_m) > 1 else 0.0
-    rays = np.full((volume.nsweeps, s.size), -1, dtype=np.int16)
-    gates = np.full((volume.nsweeps, s.size), -1, dtype=np.int16)
-    for i in range(volume.nsweeps):
+    chosen = sweeps or tuple(range(volume.nsweeps))
+    rays = np.full((len(chosen), s.size), -1, dtype=np.int16)
+    gates = np.full((len(chosen), s.size), -1, dtype=np.int16)
+    for row, i in enumerate(chosen):
         start, end = int(volume.sweep_start[i]), int(volume.sweep_end[i]) + 1
         sorted_az = np.sort(volume.azimuth[start:end])
         gate = _nearest_gate(ground_distance(volume.range_m, float(volume.fixed_angle[i])), s, half)
-        rays[i] = np.where(gate >= 0, nearest_ray(sorted_az, az), -1)
-        gates[i] = gate
-    return GridMapping(spec, _geometry_key(volume, spec), rays, gates)
+        rays[row] = np.where(gate >= 0, nearest_ray(sorted_az, az), -1)
+        gates[row] = gate
+    return GridMapping(spec, _geometry_key(volume, spec, sweeps), rays, gates, sweeps)
 
 
 #: Mappings kept in memory per process (worker processes live long: one build per geometry).
@@ -176,10 +199,10 @@ _MEMORY: OrderedDict[str, GridMapping] = OrderedDict()
 _MEMORY_SIZE = 8
 
 
-def _load(path: Path, spec: GridSpec, key: str) -> GridMapping | None:
+def _load(path: Path, spec: GridSpec, key: str, sweeps: tuple[int, ...]) -> GridMapping | None:
     try:
         with np.load(path) as data:
-            return GridMapping(spec, key, data["ray"], data["gate"])
+            return GridMapping(spec, key, data["ray"], data["gate"], sweeps)
     except (OSError, KeyError, ValueError):
         return None
 
@@ -190,16 +213,20 @@ def _save(path: Path, mapping: GridMapping) -> None:
 
 
 def mapping_for(
-    volume: PolarVolume, spec: GridSpec, cache_dir: str | os.PathLike[str] | None = None
+    volume: PolarVolume,
+    spec: GridSpec,
+    cache_dir: str | os.PathLike[str] | None = None,
+    sweeps: tuple[int, ...] = (),
 ) -> GridMapping:
-    """The mapping of ``volume``'s geometry: from memory, else from ``cache_dir``, else built."""
-    key = _geometry_key(volume, spec)
+    """The mapping of ``volume``'s geometry (every sweep, or ``sweeps``): from memory, else
+    from ``cache_dir``, else built."""
+    key = _geometry_key(volume, spec, sweeps)
     found = _MEMORY.get(key)
     path = None if cache_dir is None else Path(cache_dir) / f"grid-{key}.npz"
     if found is None and path is not None and path.is_file():
-        found = _load(path, spec, key)
+        found = _load(path, spec, key, sweeps)
     if found is None:
-        found = build_mapping(volume, spec)
+        found = build_mapping(volume, spec, sweeps)
         if path is not None:
             _save(path, found)
     _MEMORY[key] = found

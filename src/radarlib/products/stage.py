@@ -119,6 +119,7 @@ class _Maker:
                 transparent=transparent,
                 ring_km=ring,
                 fsync=fsync,
+                cache_dir=Path(self.job.output_dir) / ".grid-cache",
             )
         else:
             raise ProductError(f"unknown product {product!r}", source=self.job.volume_id)
