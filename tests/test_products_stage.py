@@ -175,7 +175,7 @@ def _start(script: Path, db: Path, out: Path) -> subprocess.Popen[bytes]:
 
 def _valid_product(path: Path) -> None:
     if path.suffix == ".png":
-        assert matplotlib.image.imread(path).shape[0] >= 700, path
+        assert matplotlib.image.imread(path).shape[0] >= 480, path  # colmax transparent: 480
     else:
         import rasterio
 
