@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -75,3 +76,9 @@ def record_download(tracker: Any, path: Path, types: VolumeTypes) -> list[str]:
             expected_fields=expected_fields(types, name.strategy, name.volume_number),
         )
     )
+
+
+def bufr_bytes(size: int) -> bytes:
+    """Random content framed as one whole BUFR message of ``size`` bytes (section 0 length,
+    edition 4, ``7777`` at the end): what the download side takes as a complete file."""
+    return b"BUFR" + size.to_bytes(3, "big") + b"\x04" + os.urandom(size - 12) + b"7777"

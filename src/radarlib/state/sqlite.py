@@ -44,6 +44,7 @@ from radarlib.state.records import (
     split_fields,
     volume_status,
 )
+from radarlib.state.remote_files import RemoteFilesMixin
 from radarlib.state.schema import check_version, ensure_schema
 from radarlib.volume_types import VolumeTypes, expected_fields
 
@@ -179,7 +180,21 @@ class DownloadedFile:
     expected_fields: Sequence[str] | None = None
 
 
-class SQLiteStateTracker:
+#: a DownloadedFile checked and parsed: (name, volume, expected fields, local path, record)
+_PreparedDownload = tuple[BufrFileName, "_Volume", str | None, str | None, DownloadedFile]
+
+
+def _prepare_download(item: DownloadedFile) -> _PreparedDownload:
+    """Check and parse one record before anything is written (FileNameError, StateError)."""
+    name = _file_name(item.filename)
+    size = item.file_size
+    if size is not None and (not isinstance(size, int) or size < 0):
+        raise StateError(f"{name}: file_size must be a non-negative integer, got {size!r}")
+    local = None if item.local_path is None else os.fspath(item.local_path)
+    return name, _Volume.of(name.volume_key), _expected_text(item.expected_fields), local, item
+
+
+class SQLiteStateTracker(RemoteFilesMixin):
     """The download/volume/queue state of the pipeline in one SQLite file.
 
     Args:
@@ -523,45 +538,43 @@ class SQLiteStateTracker:
         Raises:
             FileNameError: a file name is not a radar file name (nothing is recorded).
         """
-        prepared: list[tuple[BufrFileName, _Volume, str | None, str | None, DownloadedFile]] = []
-        for item in files:
-            name = _file_name(item.filename)
-            size = item.file_size
-            if size is not None and (not isinstance(size, int) or size < 0):
-                raise StateError(f"{name}: file_size must be a non-negative integer, got {size!r}")
-            local = None if item.local_path is None else os.fspath(item.local_path)
-            expected = _expected_text(item.expected_fields)
-            prepared.append((name, _Volume.of(name.volume_key), expected, local, item))
+        prepared = [_prepare_download(item) for item in files]
         if not prepared:
             return []
-        results: list[list[str]] = []
         with self._write() as conn:
-            for name, vol, expected, local, item in prepared:
-                now = self._now()
-                # A row that (re)becomes 'downloaded' gets the next id, so sync_volumes() sees it.
-                conn.execute(
-                    _DOWNLOAD_UPSERT,
-                    (
-                        str(name),
-                        str(item.remote_path),
-                        local,
-                        item.file_size,
-                        item.checksum,
-                        name.radar,
-                        name.strategy,
-                        name.volume_number,
-                        name.field,
-                        vol.observation,
-                        vol.volume_id,
-                        now,
-                        now,
-                        now,
-                    ),
-                )
-                # The volume's field set is the aggregate of its downloaded rows: every change
-                # of a row to 'downloaded' happens here, in the same transaction as this merge.
-                ready = self._merge_volume(conn, vol, now, (name.field,), expected)
-                results.append([vol.volume_id] if ready else [])
+            return self._insert_downloads(conn, prepared)
+
+    def _insert_downloads(
+        self, conn: sqlite3.Connection, prepared: Sequence[_PreparedDownload]
+    ) -> list[list[str]]:
+        """Write prepared 'downloaded' rows and merge their volumes, inside a transaction."""
+        results: list[list[str]] = []
+        for name, vol, expected, local, item in prepared:
+            now = self._now()
+            # A row that (re)becomes 'downloaded' gets the next id, so sync_volumes() sees it.
+            conn.execute(
+                _DOWNLOAD_UPSERT,
+                (
+                    str(name),
+                    str(item.remote_path),
+                    local,
+                    item.file_size,
+                    item.checksum,
+                    name.radar,
+                    name.strategy,
+                    name.volume_number,
+                    name.field,
+                    vol.observation,
+                    vol.volume_id,
+                    now,
+                    now,
+                    now,
+                ),
+            )
+            # The volume's field set is the aggregate of its downloaded rows: every change
+            # of a row to 'downloaded' happens here, in the same transaction as this merge.
+            ready = self._merge_volume(conn, vol, now, (name.field,), expected)
+            results.append([vol.volume_id] if ready else [])
         return results
 
     def mark_download_failed(
@@ -577,29 +590,40 @@ class SQLiteStateTracker:
         ``next_attempt_at`` None means "do not retry automatically". A file already
         downloaded stays downloaded (the error and the attempt are still recorded).
         """
+        with self._write() as conn:
+            return self._insert_failure(conn, filename, remote_path, error, next_attempt_at)
+
+    def _insert_failure(
+        self,
+        conn: sqlite3.Connection,
+        filename: str | os.PathLike[str],
+        remote_path: str,
+        error: str,
+        next_attempt_at: datetime | None,
+    ) -> int:
+        """Write a failed download attempt (and register its volume), inside a transaction."""
         name = _file_name(filename)
         vol = _Volume.of(name.volume_key)
         retry = None if next_attempt_at is None else iso_utc(next_attempt_at)
-        with self._write() as conn:
-            now = self._now()
-            self._merge_volume(conn, vol, now)  # registers the volume if new, else no change
-            row = conn.execute(
-                _FAILURE_UPSERT,
-                (
-                    str(name),
-                    str(remote_path),
-                    name.radar,
-                    name.strategy,
-                    name.volume_number,
-                    name.field,
-                    vol.observation,
-                    vol.volume_id,
-                    str(error),
-                    retry,
-                    now,
-                    now,
-                ),
-            ).fetchone()
+        now = self._now()
+        self._merge_volume(conn, vol, now)  # registers the volume if new, else no change
+        row = conn.execute(
+            _FAILURE_UPSERT,
+            (
+                str(name),
+                str(remote_path),
+                name.radar,
+                name.strategy,
+                name.volume_number,
+                name.field,
+                vol.observation,
+                vol.volume_id,
+                str(error),
+                retry,
+                now,
+                now,
+            ),
+        ).fetchone()
         return int(row[0])
 
     def get_download(self, filename: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -687,6 +711,15 @@ class SQLiteStateTracker:
                 " updated_at = excluded.updated_at",
                 (name, str(value), self._now()),
             )
+
+    def take_checkpoints(self, prefix: str) -> list[tuple[str, str]]:
+        """Remove and return every checkpoint whose name starts with ``prefix`` (atomically)."""
+        with self._write() as conn:
+            rows = conn.execute(
+                "DELETE FROM checkpoints WHERE substr(name, 1, ?) = ? RETURNING name, value",
+                (len(prefix), prefix),
+            ).fetchall()
+        return sorted((str(r[0]), str(r[1])) for r in rows)
 
     # ------------------------------------------------------------------ volumes (design API)
 
