@@ -71,6 +71,13 @@ class FTPServerThread:
         self.retrieved_tls: list[bool] = []
         self.listed: list[str] = []
         self.extra_listing: dict[str, list[str]] = {}
+        # fault handlers: raw listing lines (a list, or a factory of a lazy iterator), the
+        # text of SIZE replies, and a per-user session limit answered with a bare 530
+        self.raw_listing: dict[str, Any] = {}
+        self.size_reply: str | None = None
+        self.session_limit = 0
+        self.sessions = 0
+        self.refused_sessions = 0
         self.failed_logins = 0
         self.fake_passive_port = 0  # when set, EPSV points clients at this (closed) port
         self.mlsd = mlsd
@@ -103,6 +110,13 @@ class FTPServerThread:
                 with owner._lock:
                     return list(owner.extra_listing.get(self.fs2ftp(basedir).rstrip("/"), []))
 
+            def _raw(self, basedir: str, mlsd: bool) -> Iterator[bytes]:
+                with owner._lock:
+                    raw = owner.raw_listing.get(self.fs2ftp(basedir).rstrip("/"))
+                lines = raw(mlsd) if callable(raw) else (raw or [])
+                for line in lines:
+                    yield line if isinstance(line, bytes) else line.encode("utf-8", "replace")
+
             def format_mlsx(
                 self, basedir: str, listing: Any, perms: str, facts: Any, ignore_err: bool = True
             ) -> Iterator[bytes]:
@@ -110,6 +124,7 @@ class FTPServerThread:
                 for name in self._extra(basedir):
                     line = f"type=file;size=10;modify=20250101000000; {name}\r\n"
                     yield line.encode("utf-8", "surrogateescape")
+                yield from self._raw(basedir, True)
 
             def format_list(
                 self, basedir: str, listing: Any, ignore_err: bool = True
@@ -118,6 +133,7 @@ class FTPServerThread:
                 for name in self._extra(basedir):
                     line = f"-rw-r--r--   1 owner    group          10 Jan 01 00:00 {name}\r\n"
                     yield line.encode("utf-8", "surrogateescape")
+                yield from self._raw(basedir, False)
 
         class Handler(base):  # type: ignore[valid-type,misc,unused-ignore]
             def _record(self, log: list[str], path: str) -> None:
@@ -137,6 +153,33 @@ class FTPServerThread:
             def ftp_LIST(self, path: str) -> Any:
                 self._record(owner.listed, path)
                 return super().ftp_LIST(path)
+
+            def ftp_SIZE(self, path: str) -> Any:
+                if owner.size_reply is not None:
+                    self.respond(f"213 {owner.size_reply}")
+                    return None
+                return super().ftp_SIZE(path)
+
+            def ftp_PASS(self, line: str) -> Any:
+                with owner._lock:
+                    full = bool(owner.session_limit) and owner.sessions >= owner.session_limit
+                    owner.refused_sessions += full
+                if full:  # what some servers say at their per-user session limit
+                    self.respond("530 Login incorrect.")
+                    return None
+                result = super().ftp_PASS(line)
+                if self.authenticated and not getattr(self, "_counted", False):
+                    self._counted = True
+                    with owner._lock:
+                        owner.sessions += 1
+                return result
+
+            def on_disconnect(self) -> None:
+                if getattr(self, "_counted", False):
+                    self._counted = False
+                    with owner._lock:
+                        owner.sessions -= 1
+                super().on_disconnect()
 
             def on_login_failed(self, username: str, password: str) -> None:
                 with owner._lock:

@@ -156,7 +156,9 @@ def served(tmp_path: Path) -> Iterator[tuple[FTPServerThread, dict[str, Path]]]:
     pristine = tmp_path / "pristine" / corrupt.name
     pristine.parent.mkdir()
     pristine.write_bytes(corrupt.read_bytes())
-    corrupt.write_bytes(corrupt.read_bytes()[: corrupt.stat().st_size // 3])
+    spoiled = bytearray(corrupt.read_bytes())  # whole (length, 7777), the data garbled
+    spoiled[60 : len(spoiled) // 2] = b"\xff" * (len(spoiled) // 2 - 60)
+    corrupt.write_bytes(bytes(spoiled))
     good["pristine"] = pristine
     server = FTPServerThread(root, user="radar", password=PASSWORD).start()
     try:
@@ -166,7 +168,8 @@ def served(tmp_path: Path) -> Iterator[tuple[FTPServerThread, dict[str, Path]]]:
 
 
 def hidden_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob(".*") if p.is_file()]
+    """Left-over temporary files (not the download owner's ``.radarlib-download-*.lock``)."""
+    return [p for p in root.rglob(".*") if p.is_file() and not p.name.endswith(".lock")]
 
 
 def test_run_status_reprocess_cycle(
@@ -196,7 +199,7 @@ def test_run_status_reprocess_cycle(
     assert not any(r["status"] == "processing" for r in rows.values())
     assert hidden_files(data) == []  # no .part / .tmp left behind
     for radar in ("RMA1", "RMA2"):
-        names = {p.name for p in (data / radar / "bufr").iterdir()}
+        names = {p.name for p in (data / radar / "bufr").glob("*.BUFR")}
         assert names == {n for n in files if n.startswith(radar + "_")}
     import netCDF4
 

@@ -219,6 +219,9 @@ class FTPClient:
         except _FAILURES as exc:
             self.abort()
             raise _transport(line, exc) from exc
+        except BaseException:  # cancelled mid-reply: the control connection is out of step
+            self.abort()
+            raise
         return str(received), [str(i) for i in info]
 
     async def check_dir(self, path: str) -> None:
