@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from daemon_helpers import bufr_bytes, ftp_daemon_config
+from daemon_helpers import RunningDaemon, bufr_bytes, downloaded, ftp_daemon_config, wait_for
 from ftpserver import FTPServerThread
 from radarlib.bufr.synthetic import write_synthetic_volume
 from radarlib.errors import FTPAuthError, RemotePathError
@@ -87,46 +87,6 @@ def _assert_verified(server: FTPServerThread, tmp_path: Path, names: set[str]) -
             assert row["checksum"] == _sha(remote)
             assert Path(row["local_path"]) == local[name].resolve()
         assert tracker.count() == len(names)
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
-
-
-class _Running:
-    """Runs a daemon in a background thread with its own event loop (for live scenarios)."""
-
-    def __init__(self, daemon: DateBasedFTPDaemon) -> None:
-        self.daemon = daemon
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._main, daemon=True)
-        self.thread.start()
-
-    def _main(self) -> None:
-        try:
-            asyncio.run(self.daemon.run())
-        except BaseException as exc:  # handed to the test
-            self.error = exc
-
-    def stop(self, timeout: float = 10.0) -> float:
-        started = time.monotonic()
-        self.daemon.stop()
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "daemon did not stop"
-        if self.error is not None:
-            raise self.error
-        return time.monotonic() - started
-
-
-def _downloaded(db: Path, name: str) -> bool:
-    if not db.exists():
-        return False
-    with SQLiteStateTracker(db) as tracker:
-        return tracker.is_downloaded(name)
 
 
 # -- date range --------------------------------------------------------------------------------
@@ -212,8 +172,8 @@ def test_restart_resumes_without_redownloading_or_gaps(
     }
     # rescan_days=0: no deep rescan, so what is listed again shows the resume point at work
     config = _config(ftp_server, tmp_path, start_date=DAY + timedelta(hours=10), rescan_days=0)
-    first = _Running(DateBasedFTPDaemon(config, clock=lambda: now[0]))
-    _wait_for(lambda: all(_downloaded(tmp_path / "state.db", n) for n in early))
+    first = RunningDaemon(DateBasedFTPDaemon(config, clock=lambda: now[0]))
+    wait_for(lambda: all(downloaded(tmp_path / "state.db", n) for n in early))
     first.stop()
     with SQLiteStateTracker(tmp_path / "state.db") as tracker:
         checkpoint = tracker.get_checkpoint(f"ftp-scan:RMA11@127.0.0.1:{ftp_server.port}/L2")
@@ -231,8 +191,8 @@ def test_restart_resumes_without_redownloading_or_gaps(
     now[0] = DAY + timedelta(hours=20)
     listed_before = len(ftp_server.listed)
     second = DateBasedFTPDaemon(config, clock=lambda: now[0])
-    runner = _Running(second)
-    _wait_for(lambda: all(_downloaded(tmp_path / "state.db", n) for n in later))
+    runner = RunningDaemon(second)
+    wait_for(lambda: all(downloaded(tmp_path / "state.db", n) for n in later))
     runner.stop()
 
     _assert_verified(ftp_server, tmp_path, early | later)
@@ -257,15 +217,15 @@ def test_continuous_picks_up_new_and_late_files_within_two_polls(
     first = set(_publish_random(ftp_server, now - timedelta(minutes=3), ("DBZH",)))
     config = _config(ftp_server, tmp_path, lookback_hours=2.0)
     daemon = DateBasedFTPDaemon(config)
-    runner = _Running(daemon)
-    _wait_for(lambda: all(_downloaded(tmp_path / "state.db", n) for n in first))
+    runner = RunningDaemon(daemon)
+    wait_for(lambda: all(downloaded(tmp_path / "state.db", n) for n in first))
 
     polls_at_add = daemon.get_stats()["polls"]
     new = set(
         _publish_random(ftp_server, now - timedelta(seconds=20), ("VRAD", "WRAD"), volume="02")
     )
     late = set(_publish_random(ftp_server, now - timedelta(minutes=65), ("KDP",)))
-    _wait_for(lambda: all(_downloaded(tmp_path / "state.db", n) for n in new | late))
+    wait_for(lambda: all(downloaded(tmp_path / "state.db", n) for n in new | late))
     polls_used = daemon.get_stats()["polls"] - polls_at_add
     runner.stop()
 
@@ -283,12 +243,12 @@ def test_file_still_growing_is_not_taken_until_complete(
     target = ftp_server.publish(name, b"")
     content = bufr_bytes(30 * 20_000)
     daemon = DateBasedFTPDaemon(_config(ftp_server, tmp_path))
-    runner = _Running(daemon)
+    runner = RunningDaemon(daemon)
     for at in range(0, len(content), 20_000):  # the upload: 20 kB every 50 ms, polls 200 ms
         with open(target, "ab") as handle:
             handle.write(content[at : at + 20_000])
         time.sleep(0.05)
-    _wait_for(lambda: _downloaded(tmp_path / "state.db", name))
+    wait_for(lambda: downloaded(tmp_path / "state.db", name))
     runner.stop()
     _assert_verified(ftp_server, tmp_path, {name})
     assert target.stat().st_size == 30 * 20_000
@@ -326,7 +286,7 @@ def test_server_stopped_mid_transfer_and_restarted(tmp_path: Path, rest: bool) -
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
-        _wait_for(lambda: bool(list(tmp_path.rglob("*.part"))))  # a RETR was accepted
+        wait_for(lambda: bool(list(tmp_path.rglob("*.part"))))  # a RETR was accepted
         time.sleep(1.0)  # some 300 kB of the 1.5 MB are in
         server.stop()  # every connection dropped mid-transfer
         time.sleep(0.5)
@@ -379,8 +339,8 @@ def test_a_full_disk_is_waited_out_not_counted(
     small_disk(tmp_path / "dl", "600k")  # room for one file, not three
     config = _config(ftp_server, tmp_path, start_date=DAY, max_attempts=1)
     daemon = DateBasedFTPDaemon(config)
-    runner = _Running(daemon)
-    _wait_for(lambda: daemon.get_stats()["files_downloaded"] == 1)
+    runner = RunningDaemon(daemon)
+    wait_for(lambda: daemon.get_stats()["files_downloaded"] == 1)
     time.sleep(1.0)  # several tries of the other two hit the full disk meanwhile
     with SQLiteStateTracker(tmp_path / "state.db") as tracker:
         waiting = [tracker.get_remote_file(n) for n in names]
@@ -389,7 +349,7 @@ def test_a_full_disk_is_waited_out_not_counted(
     assert all("No space left on device" in r["last_error"] and r["attempts"] == 0 for r in stuck)
     assert daemon.get_stats()["failures"] == 0  # nothing given up
     small_disk(tmp_path / "dl", "4m")  # space again: no restart needed
-    _wait_for(lambda: all(_downloaded(tmp_path / "state.db", n) for n in names))
+    wait_for(lambda: all(downloaded(tmp_path / "state.db", n) for n in names))
     runner.stop()
     _assert_verified(ftp_server, tmp_path, names)
     assert not list((tmp_path / "dl").glob(".*.part"))
@@ -404,11 +364,15 @@ def test_a_file_is_recorded_only_once_durable(
     names = set(_publish_random(ftp_server, DAY + timedelta(hours=1), ("DBZH", "ZDR", "KDP")))
     real = fetch.fsync_path
     failed: list[int] = []
+    lock = threading.Lock()
 
     def flaky(path: Path, *, directory: bool = False) -> None:
-        if not failed:
-            with SQLiteStateTracker(tmp_path / "state.db") as tracker:
-                failed.append(tracker.count("downloaded"))
+        with lock:  # finishing threads run side by side: only the first one fails
+            first = not failed
+            if first:
+                with SQLiteStateTracker(tmp_path / "state.db") as tracker:
+                    failed.append(tracker.count("downloaded"))
+        if first:
             raise OSError(5, "Input/output error", str(path))
         real(path, directory=directory)
 
@@ -493,9 +457,9 @@ def test_stop_during_transfers_is_quick_and_clean(
         end_date=DAY + timedelta(hours=6),
         max_concurrent_downloads=4,
     )
-    runner = _Running(DateBasedFTPDaemon(config))
+    runner = RunningDaemon(DateBasedFTPDaemon(config))
     # a .part is opened once the server accepted the RETR: two transfers are under way
-    _wait_for(lambda: len(list(tmp_path.rglob("*.part"))) >= 2)
+    wait_for(lambda: len(list(tmp_path.rglob("*.part"))) >= 2)
     elapsed = runner.stop()
     assert elapsed < 5.0
     assert not list(tmp_path.rglob("*.part"))

@@ -318,7 +318,9 @@ def test_end_to_end_out_of_order_late_corrupt_and_incomplete(
                 continue
             data = path.read_bytes()
             if path == corrupt_file:
-                data = data[: len(data) // 2]  # damaged on the server
+                spoiled = bytearray(data)  # whole on the server, its data garbled
+                spoiled[60 : len(data) // 2] = b"\xff" * (len(data) // 2 - 60)
+                data = bytes(spoiled)
             server.publish(path.name, data)
 
     db = tmp_path / "state.db"

@@ -94,6 +94,10 @@ class RemotePathError(TransportError):
 class RemoteFileError(TransportError):
     """The server refused or failed one file while the session stays usable (retried later)."""
 
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code  # the server's reply code, e.g. "550"
+
 
 class SessionLimitError(TransportError):
     """The server turned a new session away at its limit (421, or 530 "too many"): retried."""

@@ -341,6 +341,8 @@ class DateBasedFTPDaemon:
         self._logged_in = False
         self._reconnected = asyncio.Event()
         self._warnings = _Warnings()
+        self._tried: set[str] = set()  # files handed to a worker in this run
+        self._end: datetime | None = None  # this run's end date
 
     # -- public API ---------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -423,6 +425,7 @@ class DateBasedFTPDaemon:
             self._stop_requested = False
             return
         self._new_run()
+        self._end = end
         self._running = True
         self._stats.started_at = self._clock()
         main: asyncio.Task[None] | None = None
@@ -430,10 +433,12 @@ class DateBasedFTPDaemon:
             async with self._owned():
                 main = asyncio.create_task(self._main(start, end, relist), name=self._key)
                 stopper = asyncio.create_task(self._stop_event.wait())
-                await asyncio.wait({main, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                stopper.cancel()
-                main.cancel()
-                await asyncio.wait({main})
+                try:
+                    await asyncio.wait({main, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                finally:  # stopped, finished, or cancelled: main ends before the tracker closes
+                    stopper.cancel()
+                    main.cancel()
+                    await asyncio.wait({main})
         finally:
             self._running = False
             self._stop_requested = False
@@ -640,27 +645,27 @@ class DateBasedFTPDaemon:
                 try:
                     while True:
                         job = await self._queue.get()
-                        loop_time = asyncio.get_running_loop().time()
-                        if client is not None and loop_time - idle_since > _IDLE_RECONNECT:
-                            client.abort()
-                        if client is None or not client.connected:
-                            try:
-                                client = await self._connect(role)
-                            except SessionLimitError as exc:
-                                self._session_refused(exc)
-                                await self._give_back(job, exc)
-                                break  # wait for a session slot again
                         try:
+                            loop_time = asyncio.get_running_loop().time()
+                            if client is not None and loop_time - idle_since > _IDLE_RECONNECT:
+                                client.abort()
+                            if client is None or not client.connected:
+                                try:
+                                    client = await self._connect(role)
+                                except SessionLimitError as exc:
+                                    self._session_refused(exc)
+                                    await self._failed(job, exc, counted=False, delay=0.0)
+                                    break  # wait for a session slot again
                             await self._fetch(client, job)
                         finally:
                             idle_since = asyncio.get_running_loop().time()
+                            self._inflight.discard(job.remote.name)
+                            self._queue.task_done()
+                            if self._queue.empty():
+                                self._wake.set()
                 finally:
                     if client is not None:
                         client.abort()
-
-    async def _give_back(self, job: _Job, why: BaseException) -> None:
-        """A file this worker could not try: due again at once, for another connection."""
-        await self._failed(job, why, counted=False, delay=0.0)
 
     async def _fetch(self, client: FTPClient, job: _Job) -> None:
         """Fetch one file and record what became of it; no exception but cancellation leaves."""
@@ -687,11 +692,6 @@ class DateBasedFTPDaemon:
             await self._failed(job, exc, counted=False, delay=0.0)
         except (OSError, StateError) as exc:  # our disk or database (full, read-only): later
             await self._failed(job, exc, counted=False)
-        finally:
-            self._inflight.discard(job.remote.name)
-            self._queue.task_done()
-            if self._queue.empty():
-                self._wake.set()
 
     def _final_path(self, name: BufrFileName) -> Path:
         """The file's final local path, its folder created; never outside the download folder."""
@@ -782,10 +782,18 @@ class DateBasedFTPDaemon:
 
     # -- handing files to the workers -----------------------------------------------------------
     def _offer(self, files: list[RemoteFile]) -> None:
-        """Queue files not yet queued, while the queue has room (the rest stay due in the DB)."""
+        """Queue files not yet queued, while the queue has room (the rest stay due in the DB).
+
+        A run with an end date tries a given-up file (``max_attempts`` reached) once; the
+        continuous daemon goes on at the ``failed_retry_interval`` pace.
+        """
+        once = self._end is not None
         for remote in files:
             if remote.name in self._inflight or self._queue.full():
                 continue
+            if once and remote.attempts >= self.config.max_attempts and remote.name in self._tried:
+                continue
+            self._tried.add(remote.name)
             name = BufrFileName.try_parse(remote.name)
             if name is None:
                 continue
@@ -796,7 +804,7 @@ class DateBasedFTPDaemon:
         """Hand due files from the database to the workers: at start, after each poll, when the
         queue empties, and every second (retries whose time has come). A run with an end
         date leaves the files it gave up on to the listings (and to the next run)."""
-        radar, began = self.config.radar_code, self._clock()
+        radar = self.config.radar_code
         while True:
             room = _QUEUE - self._queue.qsize()
             if room > 0:
@@ -808,7 +816,6 @@ class DateBasedFTPDaemon:
                         end=end,
                         limit=room,
                         exclude=list(self._inflight),
-                        given_up=None if end is None else (self.config.max_attempts, began),
                     )
                 except StateError as exc:
                     logger.warning("cannot read the files to fetch: %s", exc)
@@ -872,6 +879,12 @@ class DateBasedFTPDaemon:
         for since, until in await asyncio.to_thread(self._take_requests):
             logger.info("rescanning %s from %s to %s (requested)", c.radar_code, since, until)
             await self._scan_hours(client, list(iter_hours(since, until)), since, until)
+        window = start if end is not None else now - timedelta(days=c.rescan_days)
+        short = await asyncio.to_thread(
+            db.short_remote_folders, c.radar_code, start=window, end=end
+        )
+        for path in short:  # was an upload cut, or is it whole now?
+            await self._scan_folder(client, path, start, end)
         if end is None:
             await self._deep_rescan(client, now)
         return end is not None and now >= end  # this poll listed every hour up to the end
@@ -932,19 +945,24 @@ class DateBasedFTPDaemon:
                     folder,
                 )
         for sub in sorted(subfolders, reverse=True):
-            path = f"{folder}/{sub}"
-            batch: list[ListedFile] = []
-            try:
-                async for entry in client.iter_dir(path):
-                    name = None if entry.is_dir else self._accept(entry.name, path)
-                    if name is not None and in_range(name.time, start, end):
-                        batch.append(ListedFile(name, f"{path}/{entry.name}", entry.size))
-                    if len(batch) >= 500:
-                        await self._observe(batch)
-                        batch = []
-            except RemoteFileError:
-                continue  # the folder went away meanwhile
-            await self._observe(batch)
+            await self._scan_folder(client, f"{folder}/{sub}", start, end)
+
+    async def _scan_folder(
+        self, client: FTPClient, path: str, start: datetime | None, end: datetime | None
+    ) -> None:
+        """List one ``MMSS`` folder, streaming: record what it shows, offer what is due."""
+        batch: list[ListedFile] = []
+        try:
+            async for entry in client.iter_dir(path):
+                name = None if entry.is_dir else self._accept(entry.name, path)
+                if name is not None and in_range(name.time, start, end):
+                    batch.append(ListedFile(name, f"{path}/{entry.name}", entry.size))
+                if len(batch) >= 500:
+                    await self._observe(batch)
+                    batch = []
+        except RemoteFileError:
+            return  # the folder went away meanwhile
+        await self._observe(batch)
 
     async def _observe(self, batch: list[ListedFile]) -> None:
         if batch:
@@ -993,7 +1011,8 @@ class DateBasedFTPDaemon:
         return parsed
 
     async def _settled(self, start: datetime | None, end: datetime | None) -> bool:
-        """Nothing in ``[start, end]`` still to fetch (failed files count once given up)."""
+        """Nothing in ``[start, end]`` still to fetch: no pending file, none failing fewer
+        than ``max_attempts`` times, and the given-up ones tried once in this run."""
         if self._inflight:
             return False
         pending = await asyncio.to_thread(
@@ -1002,9 +1021,13 @@ class DateBasedFTPDaemon:
             start=start,
             end=end,
             max_attempts=self.config.max_attempts,
-            since=self._stats.started_at or self._clock(),
         )
-        return pending == 0
+        if pending:
+            return False
+        due = await asyncio.to_thread(
+            self._db().due_remote_files, self.config.radar_code, start=start, end=end, limit=1000
+        )
+        return all(r.name in self._tried for r in due)  # given up: tried once in this run
 
     def _log_end(self, end: datetime | None) -> None:
         s = self._stats

@@ -147,22 +147,13 @@ class RemoteFilesMixin:
         end: datetime | None = None,
         limit: int = 100,
         exclude: Sequence[str] = (),
-        given_up: tuple[int, datetime] | None = None,
     ) -> list[RemoteFile]:
-        """Pending or failed files of a radar whose time has come, newest observation first.
-
-        ``given_up=(max_attempts, since)`` leaves out files failed ``max_attempts`` times or
-        more whose last try was after ``since`` (a dated run tries them once; times are stored
-        to the second, so one tried in the same second as ``since`` may be tried again).
-        """
+        """Pending or failed files of a radar whose time has come, newest observation first."""
         sql = (
             f"SELECT {_COLUMNS} FROM remote_files WHERE radar_code = ?"
             " AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?"
         )
         args: list[Any] = [radar_code, self._now()]
-        if given_up is not None:
-            sql += " AND (attempts < ? OR updated_at <= ?)"
-            args += [given_up[0], iso_utc(given_up[1])]
         if start is not None:
             sql += " AND observation_datetime >= ?"
             args.append(iso_utc(start))
@@ -183,17 +174,14 @@ class RemoteFilesMixin:
         start: datetime | None,
         end: datetime | None,
         max_attempts: int,
-        since: datetime,
     ) -> int:
-        """Files of ``[start, end]`` still to fetch: pending, failed fewer than
-        ``max_attempts`` times, or given up before ``since`` and due again (short, rejected
-        and other given-up files are settled)."""
+        """Files of ``[start, end]`` still to fetch: pending, or failed fewer than
+        ``max_attempts`` times (short, rejected and given-up files are settled)."""
         sql = (
-            "SELECT COUNT(*) FROM remote_files WHERE radar_code = ? AND (status = 'pending'"
-            " OR (status = 'failed' AND (attempts < ?"
-            " OR (updated_at <= ? AND next_attempt_at <= ?))))"
+            "SELECT COUNT(*) FROM remote_files WHERE radar_code = ?"
+            " AND (status = 'pending' OR (status = 'failed' AND attempts < ?))"
         )
-        args: list[Any] = [radar_code, max_attempts, iso_utc(since), self._now()]
+        args: list[Any] = [radar_code, max_attempts]
         if start is not None:
             sql += " AND observation_datetime >= ?"
             args.append(iso_utc(start))
@@ -202,6 +190,24 @@ class RemoteFilesMixin:
             args.append(iso_utc(end))
         with self._use() as conn:
             return int(conn.execute(sql, args).fetchone()[0])
+
+    def short_remote_folders(
+        self, radar_code: str, *, start: datetime | None, end: datetime | None, limit: int = 20
+    ) -> list[str]:
+        """Server folders holding files of ``[start, end]`` that were short when fetched
+        (listing them again shows whether the upload went on), newest first."""
+        sql = "SELECT remote_path FROM remote_files WHERE radar_code = ? AND status = 'short'"
+        args: list[Any] = [radar_code]
+        if start is not None:
+            sql += " AND observation_datetime >= ?"
+            args.append(iso_utc(start))
+        if end is not None:
+            sql += " AND observation_datetime <= ?"
+            args.append(iso_utc(end))
+        with self._use() as conn:
+            rows = conn.execute(sql + " ORDER BY observation_datetime DESC", args).fetchall()
+        folders = dict.fromkeys(str(r[0]).rsplit("/", 1)[0] for r in rows)
+        return list(folders)[:limit]
 
     def record_remote_downloaded(self, file: DownloadedFile) -> list[str]:
         """A whole, durable file: its ``downloads`` row, its volume and its remote row, at once.

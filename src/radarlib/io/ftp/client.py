@@ -213,7 +213,7 @@ class FTPClient:
         except aioftp.StatusCodeError as exc:
             code = _code(exc)
             if code[:1] in "45" and code != "421":
-                raise RemoteFileError(f"{line}: {code} {_reply(exc)}") from None
+                raise RemoteFileError(f"{line}: {code} {_reply(exc)}", code=code) from None
             self.abort()
             raise _transport(line, exc) from exc
         except _FAILURES as exc:
@@ -236,7 +236,7 @@ class FTPClient:
         try:
             _, info = await self._command(f"SIZE {path}", "213")
         except RemoteFileError as exc:
-            if " 55" in str(exc):
+            if exc.code.startswith("55"):
                 return None
             raise
         text = info[-1].strip() if info else ""
@@ -280,7 +280,8 @@ class FTPClient:
         try:
             await stream.finish()
         except aioftp.StatusCodeError as exc:
-            raise RemoteFileError(f"{line}: {_code(exc)} {_reply(exc)}") from None
+            code = _code(exc)
+            raise RemoteFileError(f"{line}: {code} {_reply(exc)}", code=code) from None
         except _FAILURES as exc:
             self.abort()
             raise _transport(line, exc) from exc
@@ -309,7 +310,7 @@ class FTPClient:
                     yield entry
                 return
             except RemoteFileError as exc:
-                if " 50" not in str(exc):  # 500/501/502/504: the server has no MLSD
+                if exc.code not in ("500", "502"):  # only these say "no MLSD here"
                     raise
                 self._mlsd = False
         async for entry in self._iter_listing(f"LIST {path}", mlsd=False):
