@@ -316,7 +316,7 @@ def test_help_lists_the_commands() -> None:
         [sys.executable, "-m", "radarlib", "--help"],
         capture_output=True, text=True, timeout=60, env=python_env(),
     )  # fmt: skip
-    for command in ("run", "status", "reprocess", "demo", "convert", "inspect"):
+    for command in ("run", "rescan", "status", "reprocess", "demo", "convert", "inspect"):
         assert command in result.stdout
     for command in ("run", "status", "reprocess", "demo"):
         sub = subprocess.run(
@@ -352,3 +352,37 @@ def test_log_lines_carry_radar_and_volume_and_hide_secrets() -> None:
         (None, None),
     ]
     assert PASSWORD not in stream.getvalue() and "login with *** failed" in stream.getvalue()
+
+
+def test_rescan_command_downloads_a_period_then_a_running_daemon_takes_requests(
+    served: tuple[FTPServerThread, dict[str, Path]], tmp_path: Path
+) -> None:
+    """`radarlib rescan` lists a period itself; while `radarlib run` owns the radar, the
+    request goes to that daemon through the state database."""
+    server, files = served
+    data = tmp_path / "data"
+    config = write_config(tmp_path / "r.toml", server.port, data)
+    env = python_env(RADARLIB_FTP_PASSWORD=PASSWORD)
+    command = [sys.executable, "-m", "radarlib", "rescan", "--config", str(config)]
+    window = ["--since", "2025-11-18T12:30:00Z", "--until", "2025-11-18T12:30:00Z"]
+    result = subprocess.run(
+        [*command, "--radar", "RMA1", *window],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    rma1_vol1 = {n for n in files if n.startswith("RMA1_0315_01_")}
+    assert f"RMA1: {len(rma1_vol1)} file(s) downloaded" in result.stdout
+    assert {p.name for p in (data / "RMA1" / "bufr").glob("*.BUFR")} == rma1_vol1
+
+    run = RunProcess(config, tmp_path / "run.log", "--only", "download", env=env)
+    try:
+        db = data / "state.db"
+        run.wait_until(lambda: (data / "RMA2" / "bufr").is_dir(), db=db)
+        queued = subprocess.run(
+            [*command, "--radar", "RMA2", *window],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+        assert queued.returncode == 0, queued.stderr[-2000:]
+        assert "RMA2: a running daemon owns this radar" in queued.stdout
+    finally:
+        assert run.terminate() == 0
