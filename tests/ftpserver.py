@@ -37,7 +37,7 @@ with warnings.catch_warnings():  # pyftpdlib still imports asyncore/asynchat (de
     from pyftpdlib.filesystems import AbstractedFS
     from pyftpdlib.handlers import DTPHandler, FTPHandler, ThrottledDTPHandler
     from pyftpdlib.ioloop import IOLoop
-    from pyftpdlib.servers import FTPServer
+    from pyftpdlib.servers import FTPServer, ThreadedFTPServer
 
 __all__ = ["FTPServerThread", "ftp_server"]
 
@@ -60,8 +60,10 @@ class FTPServerThread:
         rest: bool = True,
         certfile: Path | None = None,
         keyfile: Path | None = None,
+        rtt: float = 0.0,
     ) -> None:
         self.root = Path(root)
+        self.rtt = rtt  # a WAN's round trip: each reply and each data connection waits this long
         self.root.mkdir(parents=True, exist_ok=True)
         self.user = user
         self.password = password
@@ -140,17 +142,29 @@ class FTPServerThread:
                 with owner._lock:
                     log.append(self.fs.fs2ftp(path))
 
+            def pre_process_command(self, line: str, cmd: str, arg: Any) -> Any:
+                if owner.rtt:  # the request's and the reply's way over the WAN
+                    time.sleep(owner.rtt)
+                return super().pre_process_command(line, cmd, arg)
+
+            def _data_handshake(self) -> None:
+                if owner.rtt:  # the data connection's own round trip
+                    time.sleep(owner.rtt)
+
             def ftp_RETR(self, file: str) -> Any:
+                self._data_handshake()
                 self._record(owner.retrieved, file)
                 with owner._lock:
                     owner.retrieved_tls.append(bool(getattr(self, "_prot", False)))
                 return super().ftp_RETR(file)
 
             def ftp_MLSD(self, path: str) -> Any:
+                self._data_handshake()
                 self._record(owner.listed, path)
                 return super().ftp_MLSD(path)
 
             def ftp_LIST(self, path: str) -> Any:
+                self._data_handshake()
                 self._record(owner.listed, path)
                 return super().ftp_LIST(path)
 
@@ -237,9 +251,10 @@ class FTPServerThread:
         if self._thread is not None:
             raise RuntimeError("server already running")
         deadline = time.monotonic() + 10
+        kind = ThreadedFTPServer if self.rtt else FTPServer  # a thread per client: delays overlap
         while True:
             try:
-                server = FTPServer((self.host, self.port), self._handler, ioloop=IOLoop())
+                server = kind((self.host, self.port), self._handler, ioloop=IOLoop())
                 break
             except OSError:
                 if self.port == 0 or time.monotonic() > deadline:
@@ -257,7 +272,10 @@ class FTPServerThread:
     def _serve(self, server: FTPServer) -> None:
         try:
             while not self._stopping.is_set():
-                server.ioloop.loop(timeout=0.02, blocking=False)
+                if self.rtt:
+                    server.serve_forever(timeout=0.02, blocking=False, handle_exit=False)
+                else:
+                    server.ioloop.loop(timeout=0.02, blocking=False)
         finally:
             server.close_all()
 
@@ -328,10 +346,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user", default="radar")
     parser.add_argument("--password", default=os.environ.get("FTP_TEST_PASSWORD", "secret"))
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--rtt", type=float, default=0.0, help="emulated round trip, seconds")
     args = parser.parse_args(argv)
     # Warnings only: pyftpdlib logs every command at INFO when logging is not configured.
     logging.basicConfig(level=logging.WARNING)
-    server = FTPServerThread(args.root, user=args.user, password=args.password, port=args.port)
+    server = FTPServerThread(
+        args.root, user=args.user, password=args.password, port=args.port, rtt=args.rtt
+    )
     server.start()
     print(server.port, flush=True)
     try:

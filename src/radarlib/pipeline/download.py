@@ -56,7 +56,7 @@ from radarlib.errors import (
 )
 from radarlib.filename import BufrFileName
 from radarlib.io.ftp.client import FTPClient
-from radarlib.pipeline.fetch import Fetched, Interrupted, fetch_file
+from radarlib.pipeline.fetch import Fetched, Interrupted, Received, receive_file
 from radarlib.pipeline.ownership import exclusive
 from radarlib.pipeline.scan import (
     HOUR,
@@ -342,6 +342,9 @@ class DateBasedFTPDaemon:
         self._reconnected = asyncio.Event()
         self._warnings = _Warnings()
         self._tried: set[str] = set()  # files handed to a worker in this run
+        # received files being made durable and recorded while their connection goes on
+        self._finishing: set[asyncio.Task[None]] = set()
+        self._finish_slots = asyncio.Semaphore(2 * self.config.max_concurrent_downloads)
         self._end: datetime | None = None  # this run's end date
 
     # -- public API ---------------------------------------------------------------------------
@@ -523,6 +526,8 @@ class DateBasedFTPDaemon:
                 task.cancel()
             if workers:
                 await asyncio.wait(workers)
+            if self._finishing:  # received files are finished and recorded, not dropped
+                await asyncio.wait(self._finishing)
             client.abort()
 
     async def _load_resume_point(self, start: datetime | None, relist: bool) -> None:
@@ -645,6 +650,7 @@ class DateBasedFTPDaemon:
                 try:
                     while True:
                         job = await self._queue.get()
+                        handed_on = False
                         try:
                             loop_time = asyncio.get_running_loop().time()
                             if client is not None and loop_time - idle_since > _IDLE_RECONNECT:
@@ -656,26 +662,38 @@ class DateBasedFTPDaemon:
                                     self._session_refused(exc)
                                     await self._failed(job, exc, counted=False, delay=0.0)
                                     break  # wait for a session slot again
-                            await self._fetch(client, job)
+                            handed_on = await self._fetch(client, job)
                         finally:
                             idle_since = asyncio.get_running_loop().time()
-                            self._inflight.discard(job.remote.name)
-                            self._queue.task_done()
-                            if self._queue.empty():
-                                self._wake.set()
+                            if not handed_on:
+                                self._done_with(job)
                 finally:
                     if client is not None:
                         client.abort()
 
-    async def _fetch(self, client: FTPClient, job: _Job) -> None:
-        """Fetch one file and record what became of it; no exception but cancellation leaves."""
+    def _done_with(self, job: _Job) -> None:
+        self._inflight.discard(job.remote.name)
+        self._queue.task_done()
+        if self._queue.empty():
+            self._wake.set()
+
+    async def _fetch(self, client: FTPClient, job: _Job) -> bool:
+        """Fetch one file; True when its bytes are in and a finisher took it over (the
+        connection is free for the next file meanwhile). Only cancellation raises."""
         c = self.config
         try:
             final = await asyncio.to_thread(self._final_path, job.name)
-            outcome = await fetch_file(
+            received = await receive_file(
                 client, job.remote, final, max_size=c.max_file_size, resume=c.resume_partial
             )
-            await self._record(job, outcome, final)
+            if isinstance(received, Fetched):  # rejected on its size
+                await self._record(job, received, final)
+                return False
+            await self._finish_slots.acquire()
+            task = asyncio.create_task(self._finish(job, received))
+            self._finishing.add(task)
+            task.add_done_callback(self._finishing.discard)
+            return True
         except Interrupted as exc:  # the bytes so far are kept for a resume
             with contextlib.suppress(StateError):
                 await asyncio.to_thread(
@@ -692,6 +710,18 @@ class DateBasedFTPDaemon:
             await self._failed(job, exc, counted=False, delay=0.0)
         except (OSError, StateError) as exc:  # our disk or database (full, read-only): later
             await self._failed(job, exc, counted=False)
+        return False
+
+    async def _finish(self, job: _Job, received: Received) -> None:
+        """Make a received file durable and whole (a worker thread), then record it."""
+        try:
+            outcome = await asyncio.shield(asyncio.to_thread(received.finish))
+            await self._record(job, outcome, received.final)
+        except (OSError, StateError) as exc:  # our disk or database: later, no attempt spent
+            await self._failed(job, exc, counted=False)
+        finally:
+            self._finish_slots.release()
+            self._done_with(job)
 
     def _final_path(self, name: BufrFileName) -> Path:
         """The file's final local path, its folder created; never outside the download folder."""
@@ -846,9 +876,12 @@ class DateBasedFTPDaemon:
                 self._stats.skipped_listing_lines += client.skipped_lines
                 client.skipped_lines = 0
             self._wake.set()
-            if listed_all and await self._settled(start, end):
-                self._log_end(end)
-                return
+            if listed_all:  # all listed: wait for the queue to empty (or a poll), not a poll
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._queue.join(), c.poll_interval)
+                if await self._settled(start, end):
+                    self._log_end(end)
+                    return
             await asyncio.sleep(max(0.0, began + c.poll_interval - loop.time()))
 
     async def _poll(

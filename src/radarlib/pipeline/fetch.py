@@ -29,7 +29,7 @@ from radarlib.errors import RemoteFileError, TransportError
 from radarlib.io.ftp.client import FTPClient
 from radarlib.state.remote_files import RemoteFile
 
-__all__ = ["Fetched", "Interrupted", "fetch_file", "part_path"]
+__all__ = ["Fetched", "Interrupted", "Received", "fetch_file", "part_path", "receive_file"]
 
 _FLUSH = 1 << 20  # bytes gathered before a write
 
@@ -124,15 +124,40 @@ def _open_part(path: Path, remote: RemoteFile, resume: bool) -> _Part:
     return _Part(path, offset)
 
 
-async def fetch_file(
+@dataclass
+class Received:
+    """Every byte of a file is in: the rest of it in memory, the rest in its ``.part``.
+
+    The connection is free again; :meth:`finish` (blocking: a worker thread) writes the
+    rest, makes it durable, judges its envelope and renames a whole file into place.
+    """
+
+    part: _Part
+    rest: bytes
+    final: Path
+    resumed_from: int
+
+    def finish(self) -> Fetched:
+        """See :meth:`_Part.finish`; on a disk error nothing is kept (OSError is raised)."""
+        try:
+            outcome = self.part.finish(self.rest, self.final)
+        except OSError:
+            self.part.discard()
+            raise
+        return Fetched(
+            outcome.kind, outcome.size, outcome.sha256, outcome.reason, self.resumed_from
+        )
+
+
+async def receive_file(
     client: FTPClient,
     remote: RemoteFile,
     final: Path,
     *,
     max_size: int,
     resume: bool = True,
-) -> Fetched:
-    """Fetch ``remote`` to ``final`` (see the module docstring).
+) -> Received | Fetched:
+    """Receive ``remote`` (see the module docstring); a :class:`Fetched` only when rejected.
 
     Raises:
         Interrupted: the connection broke mid-transfer; the bytes so far are in the ``.part``
@@ -170,9 +195,20 @@ async def fetch_file(
     except BaseException:  # cancelled (stop), or a local write error: nothing half-written stays
         await asyncio.shield(asyncio.to_thread(part.discard))
         raise
-    try:  # shielded: a stop lets the rename finish (unrecorded, the file is fetched again)
-        outcome = await asyncio.shield(asyncio.to_thread(part.finish, bytes(buffer), final))
-    except OSError:
-        await asyncio.to_thread(part.discard)
-        raise
-    return Fetched(outcome.kind, outcome.size, outcome.sha256, outcome.reason, offset)
+    return Received(part, bytes(buffer), final, offset)
+
+
+async def fetch_file(
+    client: FTPClient,
+    remote: RemoteFile,
+    final: Path,
+    *,
+    max_size: int,
+    resume: bool = True,
+) -> Fetched:
+    """:func:`receive_file`, then :meth:`Received.finish` in a thread: the whole fetch."""
+    received = await receive_file(client, remote, final, max_size=max_size, resume=resume)
+    if isinstance(received, Fetched):
+        return received
+    # shielded: a stop lets the rename finish (unrecorded, the file is fetched again)
+    return await asyncio.shield(asyncio.to_thread(received.finish))
