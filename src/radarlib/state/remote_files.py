@@ -55,6 +55,16 @@ def _remote(row: sqlite3.Row | tuple[Any, ...]) -> RemoteFile:
     return RemoteFile(str(row[0]), str(row[1]), row[2], int(row[3]), row[4], row[5])
 
 
+def _window(args: list[Any], start: datetime | None, end: datetime | None) -> str:
+    """The SQL condition of an observation time in ``[start, end]``; appends its arguments."""
+    sql = ""
+    for bound, op in ((start, ">="), (end, "<=")):
+        if bound is not None:
+            sql += f" AND observation_datetime {op} ?"
+            args.append(iso_utc(bound))
+    return sql
+
+
 def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
     for at in range(0, len(items), _CHUNK):
         yield items[at : at + _CHUNK]
@@ -154,12 +164,7 @@ class RemoteFilesMixin:
             " AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?"
         )
         args: list[Any] = [radar_code, self._now()]
-        if start is not None:
-            sql += " AND observation_datetime >= ?"
-            args.append(iso_utc(start))
-        if end is not None:
-            sql += " AND observation_datetime <= ?"
-            args.append(iso_utc(end))
+        sql += _window(args, start, end)
         skip = set(exclude)
         with self._use() as conn:
             rows = conn.execute(
@@ -182,12 +187,7 @@ class RemoteFilesMixin:
             " AND (status = 'pending' OR (status = 'failed' AND attempts < ?))"
         )
         args: list[Any] = [radar_code, max_attempts]
-        if start is not None:
-            sql += " AND observation_datetime >= ?"
-            args.append(iso_utc(start))
-        if end is not None:
-            sql += " AND observation_datetime <= ?"
-            args.append(iso_utc(end))
+        sql += _window(args, start, end)
         with self._use() as conn:
             return int(conn.execute(sql, args).fetchone()[0])
 
@@ -198,12 +198,7 @@ class RemoteFilesMixin:
         (listing them again shows whether the upload went on), newest first."""
         sql = "SELECT remote_path FROM remote_files WHERE radar_code = ? AND status = 'short'"
         args: list[Any] = [radar_code]
-        if start is not None:
-            sql += " AND observation_datetime >= ?"
-            args.append(iso_utc(start))
-        if end is not None:
-            sql += " AND observation_datetime <= ?"
-            args.append(iso_utc(end))
+        sql += _window(args, start, end)
         with self._use() as conn:
             rows = conn.execute(sql + " ORDER BY observation_datetime DESC", args).fetchall()
         folders = dict.fromkeys(str(r[0]).rsplit("/", 1)[0] for r in rows)
