@@ -57,22 +57,10 @@ from radarlib.errors import (
 from radarlib.filename import BufrFileName
 from radarlib.io.ftp.client import FTPClient
 from radarlib.pipeline.fetch import Fetched, Interrupted, Received, receive_file
+from radarlib.pipeline.listing import RemoteLister, request_rescan
 from radarlib.pipeline.ownership import exclusive
-from radarlib.pipeline.scan import (
-    HOUR,
-    Coverage,
-    RescanCursor,
-    advance_coverage,
-    floor_hour,
-    hour_dir,
-    hours_to_list,
-    in_range,
-    is_closed,
-    iter_hours,
-    resume_point,
-)
 from radarlib.state.events import announce_ready
-from radarlib.state.remote_files import ListedFile, RemoteFile
+from radarlib.state.remote_files import RemoteFile
 from radarlib.state.sqlite import DownloadedFile
 from radarlib.volume_types import DEFAULT_VOLUME_TYPES, expected_fields, validate_volume_types
 
@@ -97,8 +85,6 @@ DEFAULT_MAX_FILE_SIZE = 32 * 1024 * 1024
 _RECONNECT_CAP = 30.0  # longest pause between two connection attempts
 _IDLE_RECONNECT = 30.0  # a connection idle longer than this is replaced before use
 _QUEUE = 256  # files handed to the workers at once; the rest wait in the database
-_MAX_NAME = 255
-_MAX_WARNED = 1000  # distinct bad names warned about per run; counted after that
 _SESSION_PROBE = 600.0  # after the server refused sessions, try one more this often
 
 
@@ -252,9 +238,6 @@ class _Stats:
     rejected_files: int = 0
     ignored_names: int = 0
     skipped_listing_lines: int = 0
-    polls: int = 0
-    rescanned_hours: int = 0
-    last_poll_time: datetime | None = None
     started_at: datetime | None = None
 
 
@@ -274,28 +257,6 @@ def _backoff(base: float, attempt: int, cap: float) -> float:
     """Exponential backoff with jitter: ``base * 2**(attempt-1)`` capped, times 0.5-1.5."""
     delay = min(cap, base * (2 ** max(0, attempt - 1)))
     return delay * random.uniform(0.5, 1.5)  # jitter, not security
-
-
-def _shown(text: str) -> str:
-    """A server-sent name for a log line: quoted, and cut if it is long."""
-    return repr(text) if len(text) <= 80 else f"{text[:80]!r}… ({len(text)} characters)"
-
-
-class _Warnings:
-    """One WARNING per distinct problem per run; past :data:`_MAX_WARNED`, only a count."""
-
-    def __init__(self) -> None:
-        self.keys: set[str] = set()
-        self.count = 0
-
-    def warn(self, key: str, message: str, *args: object) -> None:
-        self.count += 1
-        if key in self.keys or len(self.keys) >= _MAX_WARNED:
-            return
-        self.keys.add(key)
-        logger.warning(message, *args)
-        if len(self.keys) == _MAX_WARNED:
-            logger.warning("more bad names follow; they are only counted (get_stats)")
 
 
 class DateBasedFTPDaemon:
@@ -325,7 +286,7 @@ class DateBasedFTPDaemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
         self._ssl_context: ssl.SSLContext | None = None
-        self._resume: datetime | None = None
+        self._lister: RemoteLister | None = None  # made when a run has its database
         self._root = c.local_download_dir
         self._new_run()
 
@@ -340,7 +301,6 @@ class DateBasedFTPDaemon:
         self._limited_at: float | None = None
         self._logged_in = False
         self._reconnected = asyncio.Event()
-        self._warnings = _Warnings()
         self._tried: set[str] = set()  # files handed to a worker in this run
         # received files being made durable and recorded while their connection goes on
         self._finishing: set[asyncio.Task[None]] = set()
@@ -365,7 +325,8 @@ class DateBasedFTPDaemon:
 
     def get_stats(self) -> dict[str, Any]:
         """Counters and position: files, bytes, failures, retries, last poll, resume point."""
-        s, c = self._stats, self.config
+        s, c, lister = self._stats, self.config, self._lister
+        resume = lister.resume if lister else None
         return {
             "running": self._running,
             "files_downloaded": s.files_downloaded,
@@ -376,13 +337,13 @@ class DateBasedFTPDaemon:
             "resumed_transfers": s.resumed_transfers,
             "short_files": s.short_files,
             "rejected_files": s.rejected_files,
-            "ignored_names": self._warnings.count,
+            "ignored_names": lister.warnings.count if lister else 0,
             "skipped_listing_lines": s.skipped_listing_lines,
-            "polls": s.polls,
-            "rescanned_hours": s.rescanned_hours,
-            "last_poll_time": s.last_poll_time,
-            "resume_point": self._resume,
-            "current_scan_date": self._resume.isoformat() if self._resume else None,
+            "polls": lister.polls if lister else 0,
+            "rescanned_hours": lister.rescanned_hours if lister else 0,
+            "last_poll_time": lister.last_poll_time if lister else None,
+            "resume_point": resume,
+            "current_scan_date": resume.isoformat() if resume else None,
             "in_flight": len(self._inflight),
             "connections_allowed": self._limit,
             "started_at": s.started_at,
@@ -500,7 +461,10 @@ class DateBasedFTPDaemon:
                     c.radar_code,
                     c.host,
                 )
-            await self._load_resume_point(start, relist)
+            self._lister = lister = RemoteLister(
+                c, self._db(), key=self._key, offer=self._offer, clock=self._clock
+            )
+            await lister.load_resume_point(start, relist)
             logger.info(
                 "downloading %s from %s:%d%s into %s (%s to %s, from hour %s)",
                 c.radar_code,
@@ -510,14 +474,14 @@ class DateBasedFTPDaemon:
                 self._root,
                 start or "the resume point",
                 end or "continuous",
-                self._resume,
+                lister.resume,
             )
             workers = [
                 asyncio.create_task(self._worker(i), name=f"{self._key}/worker-{i}")
                 for i in range(c.max_concurrent_downloads)
             ]
             workers.append(asyncio.create_task(self._feeder(start, end), name=f"{self._key}/feed"))
-            scanner = asyncio.create_task(self._scan_loop(client, start, end, relist))
+            scanner = asyncio.create_task(self._scan_loop(lister, client, start, end, relist))
             done, _ = await asyncio.wait([scanner, *workers], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # a scanner that returned: the end date is settled
@@ -529,29 +493,6 @@ class DateBasedFTPDaemon:
             if self._finishing:  # received files are finished and recorded, not dropped
                 await asyncio.wait(self._finishing)
             client.abort()
-
-    async def _load_resume_point(self, start: datetime | None, relist: bool) -> None:
-        c, tracker = self.config, self._db()
-        if relist:
-            self._coverage: Coverage | None = None
-            self._resume = floor_hour(start) if start else floor_hour(self._clock())
-            return
-
-        def read() -> tuple[Coverage | None, datetime | None]:
-            coverage = Coverage.parse(tracker.get_checkpoint(f"ftp-scan:{self._key}"))
-            latest = None
-            if start is None and coverage is None:
-                latest = tracker.latest_observation(c.radar_code)
-            return coverage, latest
-
-        self._coverage, latest = await asyncio.to_thread(read)
-        self._resume = resume_point(
-            coverage=self._coverage,
-            start=start,
-            latest_observation=latest,
-            now=self._clock(),
-            lookback=c.lookback,
-        )
 
     # -- connections ----------------------------------------------------------------------------
     def _new_client(self) -> FTPClient:
@@ -857,7 +798,12 @@ class DateBasedFTPDaemon:
 
     # -- listing --------------------------------------------------------------------------------
     async def _scan_loop(
-        self, client: FTPClient, start: datetime | None, end: datetime | None, relist: bool
+        self,
+        lister: RemoteLister,
+        client: FTPClient,
+        start: datetime | None,
+        end: datetime | None,
+        relist: bool,
     ) -> None:
         """Poll every ``poll_interval`` seconds (from one poll's start to the next); return
         once the end date's files are all settled."""
@@ -867,7 +813,7 @@ class DateBasedFTPDaemon:
             try:
                 if not client.connected:
                     client = await self._connect("scanner")
-                listed_all = await self._poll(client, now, start, end, relist)
+                listed_all = await lister.poll(client, now, start, end, relist)
             except (TransportError, StateError, OSError) as exc:
                 logger.warning("listing %s failed: %s; again at the next poll", c.radar_code, exc)
                 client.abort()
@@ -883,165 +829,6 @@ class DateBasedFTPDaemon:
                     self._log_end(end)
                     return
             await asyncio.sleep(max(0.0, began + c.poll_interval - loop.time()))
-
-    async def _poll(
-        self,
-        client: FTPClient,
-        now: datetime,
-        start: datetime | None,
-        end: datetime | None,
-        relist: bool,
-    ) -> bool:
-        """List what matters now; True when the whole ``[start, end]`` has been listed."""
-        c, db = self.config, self._db()
-        self._stats.polls += 1
-        self._stats.last_poll_time = now
-        resume = self._resume if self._resume is not None else floor_hour(now)
-        recent = hours_to_list(resume=resume, now=now, end=end)
-        listed: set[datetime] = set()
-        for hour in reversed(recent):  # newest first: fresh files have the shortest wait
-            await self._scan_hour(client, hour, start, end)
-            listed.add(hour)
-        if relist:
-            return True  # the whole period, once
-        closed = {h for h in listed if is_closed(h, now, c.lookback) and self._whole(h, start, end)}
-        coverage = advance_coverage(self._coverage, resume, closed)
-        if coverage is not None and coverage != self._coverage:
-            await asyncio.to_thread(db.set_checkpoint, f"ftp-scan:{self._key}", coverage.format())
-            self._coverage, self._resume = coverage, coverage.through
-        for since, until in await asyncio.to_thread(self._take_requests):
-            logger.info("rescanning %s from %s to %s (requested)", c.radar_code, since, until)
-            await self._scan_hours(client, list(iter_hours(since, until)), since, until)
-        window = start if end is not None else now - timedelta(days=c.rescan_days)
-        short = await asyncio.to_thread(
-            db.short_remote_folders, c.radar_code, start=window, end=end
-        )
-        for path in short:  # was an upload cut, or is it whole now?
-            await self._scan_folder(client, path, start, end)
-        if end is None:
-            await self._deep_rescan(client, now)
-        return end is not None and now >= end  # this poll listed every hour up to the end
-
-    @staticmethod
-    def _whole(hour: datetime, start: datetime | None, end: datetime | None) -> bool:
-        """The whole hour lies inside ``[start, end]`` (only such hours may be skipped later)."""
-        return (start is None or hour >= start) and (
-            end is None or hour + HOUR - timedelta(seconds=1) <= end
-        )
-
-    async def _scan_hours(
-        self, client: FTPClient, hours: list[datetime], start: datetime | None, end: datetime | None
-    ) -> None:
-        for hour in reversed(hours):
-            await self._scan_hour(client, hour, start, end)
-            self._stats.rescanned_hours += 1
-
-    async def _deep_rescan(self, client: FTPClient, now: datetime) -> None:
-        """List this poll's slice of the older hours (``rescan_days`` back)."""
-        c, db = self.config, self._db()
-        key = f"ftp-rescan:{self._key}"
-        cursor = RescanCursor.parse(await asyncio.to_thread(db.get_checkpoint, key))
-        oldest = self._resume - HOUR if self._resume is not None else floor_hour(now)
-        hours, cursor = cursor.advance(
-            now=now,
-            newest=oldest,
-            days=c.rescan_days,
-            interval=c.rescan_interval,
-            poll=c.poll_interval,
-        )
-        if hours:
-            await self._scan_hours(client, hours, c.start_date, None)
-        await asyncio.to_thread(db.set_checkpoint, key, cursor.format())
-
-    def _take_requests(self) -> list[tuple[datetime, datetime]]:
-        """The rescans asked for with :func:`request_rescan`, taken out of the database."""
-        taken = self._db().take_checkpoints(_requests_prefix(self._key))
-        return [pair for _, value in taken if (pair := _parse_request(value)) is not None]
-
-    async def _scan_hour(
-        self, client: FTPClient, hour: datetime, start: datetime | None, end: datetime | None
-    ) -> None:
-        """List one hour folder and its ``MMSS`` folders, newest first; offer what is due."""
-        c = self.config
-        folder = hour_dir(c.remote_base_path, c.radar_code, hour)
-        subfolders = []
-        for entry in await client.list_dir(folder) or []:
-            if not entry.is_dir:
-                continue
-            if len(entry.name) == 4 and entry.name.isascii() and entry.name.isdigit():
-                subfolders.append(entry.name)
-            else:
-                self._warnings.warn(
-                    f"{folder}/{entry.name[:100]}",
-                    "ignoring folder %s in %s: not an MMSS folder",
-                    _shown(entry.name),
-                    folder,
-                )
-        for sub in sorted(subfolders, reverse=True):
-            await self._scan_folder(client, f"{folder}/{sub}", start, end)
-
-    async def _scan_folder(
-        self, client: FTPClient, path: str, start: datetime | None, end: datetime | None
-    ) -> None:
-        """List one ``MMSS`` folder, streaming: record what it shows, offer what is due."""
-        batch: list[ListedFile] = []
-        try:
-            async for entry in client.iter_dir(path):
-                name = None if entry.is_dir else self._accept(entry.name, path)
-                if name is not None and in_range(name.time, start, end):
-                    batch.append(ListedFile(name, f"{path}/{entry.name}", entry.size))
-                if len(batch) >= 500:
-                    await self._observe(batch)
-                    batch = []
-        except RemoteFileError:
-            return  # the folder went away meanwhile
-        await self._observe(batch)
-
-    async def _observe(self, batch: list[ListedFile]) -> None:
-        if batch:
-            self._offer(await asyncio.to_thread(self._db().observe_remote_files, batch))
-
-    def _accept(self, raw: str, folder: str) -> BufrFileName | None:
-        """The parsed name of a wanted file, or None (bad names: one warning each per run)."""
-        c = self.config
-        if (
-            len(raw) > _MAX_NAME
-            or raw != raw.strip()
-            or ".." in raw
-            or any(ch in raw for ch in "/\\")
-            or not raw.isprintable()
-        ):
-            self._warnings.warn(
-                f"{folder}/{raw[:100]}", "ignoring hostile file name %s in %s", _shown(raw), folder
-            )
-            return None
-        parsed = BufrFileName.try_parse(raw)
-        if parsed is None or parsed.name != raw:
-            self._warnings.warn(
-                f"{folder}/{raw[:100]}",
-                "ignoring %s in %s: not a <RADAR>_<STRATEGY>_<VOLNR>_<FIELD>_"
-                "<YYYYMMDDTHHMMSSZ>.BUFR file name",
-                _shown(raw),
-                folder,
-            )
-            return None
-        if parsed.radar != c.radar_code:
-            logger.debug("skipping %s: radar %s is not %s", raw, parsed.radar, c.radar_code)
-            return None
-        fields = expected_fields(c.volume_types, parsed.strategy, parsed.volume_number)
-        if fields is None or parsed.field not in fields:
-            self._warnings.warn(
-                f"volume type {parsed.strategy}/{parsed.volume_number}/{parsed.field}",
-                "%s files of %s volume %s/%s are on the server but not in volume_types "
-                "(they are not downloaded), e.g. %s",
-                parsed.field,
-                parsed.radar,
-                parsed.strategy,
-                parsed.volume_number,
-                raw,
-            )
-            return None
-        return parsed
 
     async def _settled(self, start: datetime | None, end: datetime | None) -> bool:
         """Nothing in ``[start, end]`` still to fetch: no pending file, none failing fewer
@@ -1073,33 +860,3 @@ class DateBasedFTPDaemon:
             s.short_files,
             s.rejected_files,
         )
-
-
-def _requests_prefix(daemon_key: str) -> str:
-    return f"ftp-rescan-request:{daemon_key}:"
-
-
-def _parse_request(text: str) -> tuple[datetime, datetime] | None:
-    """A stored ``since/until`` request; None if unreadable."""
-    from radarlib.filename import parse_iso
-
-    since, _, until = text.partition("/")
-    try:
-        return parse_iso(since), parse_iso(until)
-    except ValueError:
-        return None
-
-
-def request_rescan(
-    tracker: SQLiteStateTracker, config: DateBasedDaemonConfig, since: datetime, until: datetime
-) -> None:
-    """Ask the running download daemon of ``config`` to list ``[since, until]`` again.
-
-    The request waits in the state database; the daemon takes it at its next poll.
-    """
-    from radarlib.filename import format_iso
-
-    c = config
-    prefix = _requests_prefix(f"{c.radar_code}@{c.host}:{c.port}{c.remote_base_path}")
-    period = f"{format_iso(since)}/{format_iso(until)}"
-    tracker.set_checkpoint(prefix + period, period)
