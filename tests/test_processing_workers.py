@@ -129,7 +129,7 @@ def test_pool_runs_jobs_in_other_processes_and_survives_a_dead_worker(tmp_path: 
             assert pool.restarts == 1
             assert len(pool.worker_pids()) == 2
         finally:
-            await asyncio.to_thread(pool.shutdown)
+            await pool.close(abandon=False)
         assert pool.worker_pids() == []
 
     asyncio.run(scenario())
@@ -141,7 +141,7 @@ def test_kill_terminates_workers_at_once(tmp_path: Path) -> None:
         await pool.warm_up()
         pids = pool.worker_pids()
         assert len(pids) == 1
-        pool.kill()
+        await pool.close(abandon=True)
         assert pool.worker_pids() == []
         with pytest.raises(ProcessLookupError):
             os.kill(pids[0], 0)

@@ -11,8 +11,8 @@ atomically and convert them in worker processes (:mod:`radarlib.pipeline.workers
 record ``completed`` or a retry / ``failed``. It sleeps until the download daemon announces
 a ready volume (same process), a conversion frees a slot, ``stop()``, or ``poll_interval``.
 The daemon only schedules and records; :func:`radarlib.convert.convert_volume` converts.
-Workers are started with ``spawn``: a script that runs the daemon must guard its entry point
-with ``if __name__ == "__main__":`` (as :mod:`multiprocessing` requires). With
+Workers are fresh ``python -m radarlib.pipeline.worker`` processes that never import the
+caller's script, so a script may end with a bare ``asyncio.run(...)``. With
 ``executor="dask"`` the conversions run on a Dask.distributed cluster instead
 (:mod:`radarlib.pipeline.dask_pool`); claims, retries and recovery stay the same.
 """
