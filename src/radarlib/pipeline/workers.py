@@ -238,6 +238,14 @@ class _Worker:
             await self.process.wait()
 
 
+class _WorkerGone(EOFError):
+    """A worker ended while we waited for its reply: how it ended, and by which signal."""
+
+    def __init__(self, cause: str, signal_number: int | None) -> None:
+        super().__init__(cause)
+        self.signal_number = signal_number
+
+
 def death_cause(returncode: int | None) -> str:
     """How a worker ended, in words: ``killed by SIGKILL`` or ``exited with status 3``."""
     if returncode is None:
@@ -325,10 +333,11 @@ class ConversionPool:
                     worker = self._workers[slot] = await self._start()
                 return await worker.call(message)
             except EOFError:
-                if worker is not None:
-                    await worker.process.wait()
-                    self._discard(slot, worker)
-                raise
+                if worker is None:
+                    raise
+                code = await worker.process.wait()
+                self._discard(slot, worker)
+                raise _WorkerGone(death_cause(code), -code if code < 0 else None) from None
             except asyncio.CancelledError:
                 # abandoned (shutdown): its reply would come later, so this worker is done
                 if worker is not None:
@@ -349,12 +358,12 @@ class ConversionPool:
         """Run ``job`` in a worker; :class:`WorkerDiedError` if its worker process died."""
         try:
             kind, outcome = await self._run(("job", job))
-        except EOFError:
+        except EOFError as exc:
             first = Path(job.files[0]).name if job.files else "-"
             raise WorkerDiedError(
                 f"{job.volume_id}: the worker process died while converting the volume "
-                f"({len(job.files)} files, first {first}): {self.last_death}",
-                signal_number=self.last_signal,
+                f"({len(job.files)} files, first {first}): {exc}",
+                signal_number=getattr(exc, "signal_number", None),
             ) from None
         if kind != "outcome":
             raise RuntimeError(f"worker answered {kind!r}: {outcome}")
@@ -364,13 +373,7 @@ class ConversionPool:
         """Process ids of the live workers (for tests and diagnostics)."""
         return [w.pid for w in self._workers if w is not None and w.alive]
 
-    last_death = "closed its pipes"
-    last_signal: int | None = None
-
     def _discard(self, slot: int, worker: _Worker) -> None:
-        code = worker.process.returncode
-        self.last_death = death_cause(code)
-        self.last_signal = -code if code is not None and code < 0 else None
         if self._workers[slot] is worker:
             self._workers[slot] = None
             self.restarts += 1
@@ -378,7 +381,7 @@ class ConversionPool:
                 "conversion worker %d (pid %d) %s; it will be replaced",
                 slot,
                 worker.pid,
-                self.last_death,
+                death_cause(worker.process.returncode),
             )
 
     def kill(self) -> None:
