@@ -16,7 +16,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from tests.ftpserver import FTPServerThread
 from tests.test_cli_run import PASSWORD, RunProcess, python_env, volumes
 
