@@ -97,9 +97,7 @@ def test_kill_9_of_run_leaves_no_worker_behind(server: FTPServerThread, tmp_path
     data = tmp_path / "data"
     config = _config(tmp_path / "r.toml", server.port, data, workers=2)
     db = data / "state.db"
-    run = RunProcess(
-        config, tmp_path / "run.log", env=python_env(RADARLIB_FTP_PASSWORD=PASSWORD)
-    )
+    run = RunProcess(config, tmp_path / "run.log", env=python_env(RADARLIB_FTP_PASSWORD=PASSWORD))
     try:
         run.wait_until(
             lambda: any(v["status"] == "processing" for v in volumes(db).values()), db=db

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from typing import Any
 
@@ -59,6 +60,8 @@ def _handle(args: argparse.Namespace) -> int:
         print(f"radarlib run: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(args, config)
+    for warning in config.warnings:
+        logging.getLogger("radarlib.run").warning("configuration: %s", warning)
     roles: tuple[Role, ...] = (args.only,) if args.only else ("download", "processing")
     try:
         pipeline = Pipeline(config, radars=args.radar, roles=roles)

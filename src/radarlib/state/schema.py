@@ -38,7 +38,7 @@ __all__ = [
     "schema_version",
 ]
 
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 
 #: The original design's schema (version 1), kept verbatim in shape so that old files and
 #: tests can create it; never used for new databases.
@@ -451,4 +451,35 @@ def _copy_v1_downloads(
         conn.executemany(insert, batch)
 
 
+#: Version 3 (additive): problems worth an operator's attention, and fields dropped from volumes.
+SCHEMA_V3_ADDITIONS = """
+CREATE TABLE IF NOT EXISTS problems (
+    radar_code  TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    first_seen  TEXT NOT NULL,
+    last_seen   TEXT NOT NULL,
+    occurrences INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (radar_code, kind, subject)
+);
+CREATE TABLE IF NOT EXISTS bad_fields (
+    volume_id     TEXT NOT NULL,
+    field         TEXT NOT NULL,
+    filename      TEXT NOT NULL,
+    error         TEXT NOT NULL,
+    downloaded_at TEXT,
+    recorded_at   TEXT NOT NULL,
+    PRIMARY KEY (volume_id, field)
+);
+"""
+
+
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """Version 2 -> 3: add the ``problems`` and ``bad_fields`` tables (nothing else changes)."""
+    for statement in _statements(SCHEMA_V3_ADDITIONS):
+        conn.execute(statement)
+
+
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+_MIGRATIONS[2] = _migrate_2_to_3
