@@ -468,6 +468,7 @@ CREATE TABLE IF NOT EXISTS bad_fields (
     field         TEXT NOT NULL,
     filename      TEXT NOT NULL,
     error         TEXT NOT NULL,
+    checksum      TEXT,
     downloaded_at TEXT,
     recorded_at   TEXT NOT NULL,
     PRIMARY KEY (volume_id, field)
