@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import importlib
 import logging
 import os
 import pickle
+import shutil
 import signal
 import sys
 import time
@@ -87,6 +89,8 @@ class ConversionJob:
     compression_level: int = 4
     root_resources: str | None = None
     converter: str = DEFAULT_CONVERTER
+    #: a field file that cannot be decoded: "fail" the volume or "drop" the field
+    on_bad_field: str = "fail"
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,10 @@ class ConversionOutcome:
     error: str | None = None
     error_traceback: str | None = None
     worker_pid: int = field(default_factory=os.getpid)
+    #: ``(field, file name, error)`` of field files left out of the written volume
+    bad_fields: tuple[tuple[str, str, str], ...] = ()
+    #: the failure came from the surroundings (e.g. a full disk), not from the volume's data
+    transient: bool = False
 
     @property
     def error_message(self) -> str:
@@ -128,7 +136,71 @@ def _convert_options(job: ConversionJob) -> Any:
     from radarlib.convert import ConvertOptions
 
     root = None if job.root_resources is None else Path(job.root_resources)
-    return ConvertOptions(compression_level=job.compression_level, root_resources=root)
+    return ConvertOptions(
+        compression_level=job.compression_level,
+        root_resources=root,
+        on_bad_field=job.on_bad_field,  # type: ignore[arg-type]  # checked by the daemon config
+    )
+
+
+#: errno values that say the output's file system, not the volume, is at fault
+_ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+_HDF_ERROR = "HDF error"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes / contexts (no cycles)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _free_bytes(folder: str) -> int | None:
+    path = Path(folder)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def environment_fault(job: ConversionJob, exc: BaseException) -> str | None:
+    """The true cause when a conversion failed because of its surroundings, else ``None``.
+
+    A full disk shows up as ``ENOSPC`` but also, from netCDF4/HDF5, as ``[Errno 13]
+    Permission denied`` (no room to create the file) or ``RuntimeError: NetCDF: HDF error``
+    (no room for a chunk): when the output folder has less free space than the volume needs
+    (twice its BUFR files plus 1 MiB) such an error is reported as ``No space left on device``
+    with the free space and the writer's own words.
+    """
+    chain = _chain(exc)
+    for error in chain:
+        if isinstance(error, OSError) and error.errno in _ENVIRONMENT_ERRNOS:
+            return (
+                f"[Errno {error.errno}] {os.strerror(error.errno)}: cannot write the NetCDF of "
+                f"{job.volume_id} in {job.output_dir} ({_free_text(job.output_dir)})"
+            )
+    suspicious = any(isinstance(error, OSError) or _HDF_ERROR in str(error) for error in chain)
+    free = _free_bytes(job.output_dir)
+    if not suspicious or free is None:
+        return None
+    need = 2 * sum(Path(f).stat().st_size for f in job.files if Path(f).is_file()) + 2**20
+    if free >= need:
+        return None
+    return (
+        f"[Errno {errno.ENOSPC}] {os.strerror(errno.ENOSPC)}: cannot write the NetCDF of "
+        f"{job.volume_id} in {job.output_dir} ({free} bytes free, about {need} needed; the "
+        f"writer reported {type(exc).__name__}: {exc})"
+    )
+
+
+def _free_text(folder: str) -> str:
+    free = _free_bytes(folder)
+    return "free space unknown" if free is None else f"{free} bytes free"
 
 
 def run_job(job: ConversionJob) -> ConversionOutcome:
@@ -146,13 +218,15 @@ def run_job(job: ConversionJob) -> ConversionOutcome:
             list(job.files), job.output_dir, options=options, expected_fields=job.expected_fields
         )
     except Exception as exc:  # report, never crash the worker: the daemon decides what to do
+        cause = environment_fault(job, exc)
         return ConversionOutcome(
             volume_id=job.volume_id,
             ok=False,
             seconds=time.perf_counter() - started,
-            error_type=type(exc).__name__,
-            error=str(exc) or repr(exc),
+            error_type="OSError" if cause else type(exc).__name__,
+            error=cause or str(exc) or repr(exc),
             error_traceback=traceback.format_exc(),
+            transient=cause is not None,
         )
     return ConversionOutcome(
         volume_id=job.volume_id,
@@ -162,6 +236,7 @@ def run_job(job: ConversionJob) -> ConversionOutcome:
         missing_fields=tuple(result.missing_fields),
         warnings=tuple(getattr(result, "warnings", ())),
         seconds=time.perf_counter() - started,
+        bad_fields=tuple(getattr(result, "bad_fields", ())),
     )
 
 

@@ -968,7 +968,8 @@ class SQLiteStateTracker:
             row = self._claimed_row(conn, volume_id, worker_id)
             now = self._now()
             on_disk = split_fields(row["downloaded_fields"])
-            late = split_fields(missing) & on_disk
+            dropped = {name for name, *_ in bad_fields}  # on disk but unreadable: not late
+            late = (split_fields(missing) - dropped) & on_disk
             status = "pending" if late else "completed"
             if late and row["expected_fields"] is not None:
                 missing = join_fields(split_fields(row["expected_fields"]) - on_disk)
