@@ -48,6 +48,7 @@ __all__ = [
     "Config",
     "ConfigErrors",
     "FTPSource",
+    "HealthSettings",
     "LoggingSettings",
     "PathSettings",
     "RadarSettings",
@@ -331,6 +332,14 @@ class PathSettings:
 
 
 @dataclass(frozen=True)
+class HealthSettings:
+    """When a radar counts as unhealthy (``radarlib dashboard``'s ``/healthz``)."""
+
+    #: a radar whose newest downloaded file is older than this (or that has none) is unhealthy
+    max_age_minutes: float = 30.0
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     """Log level and format (``text`` for people, ``json`` for log collectors)."""
 
@@ -417,6 +426,7 @@ _PATH_KEYS: dict[str, Validator] = {
     "root_resources": _text,
 }
 _LOGGING_KEYS: dict[str, Validator] = {"level": _level, "format": _choice("text", "json")}
+_HEALTH_KEYS: dict[str, Validator] = {"max_age_minutes": _number(positive=True)}
 
 
 def _defaults() -> dict[str, dict[str, list[str]]]:
@@ -433,6 +443,7 @@ _TOP_KEYS = (
     "download",
     "processing",
     "output",
+    "health",
 )
 
 
@@ -448,6 +459,7 @@ class Config:
     processing: dict[str, Any] = field(default_factory=dict)
     output: dict[str, Any] = field(default_factory=dict)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
     source_file: Path | None = None
     #: problems that do not stop a run but deserve a WARNING (e.g. an unknown field name)
     warnings: tuple[str, ...] = ()
@@ -731,6 +743,12 @@ def parse_config(
         log_values = _read_table(
             "logging", _table("logging", data.get("logging", {})), _LOGGING_KEYS
         )
+    health = HealthSettings()
+    with problems.collect():
+        health_values = _read_table(
+            "health", _table("health", data.get("health", {})), _HEALTH_KEYS
+        )
+        health = HealthSettings(**health_values)
     tables: dict[str, dict[str, Any]] = {}
     output_class = _processing_class()
     for name, (cls, placeholders, keys) in (
@@ -753,6 +771,7 @@ def parse_config(
         logging=LoggingSettings(
             level=log_values.get("level", "INFO"), format=log_values.get("format", "text")
         ),
+        health=health,
         source_file=origin,
         warnings=tuple(volume_type_warnings(volume_types)),
     )

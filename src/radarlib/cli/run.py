@@ -60,9 +60,10 @@ def _handle(args: argparse.Namespace) -> int:
         print(f"radarlib run: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(args, config)
-    for warning in config.warnings:
-        logging.getLogger("radarlib.run").warning("configuration: %s", warning)
     roles: tuple[Role, ...] = (args.only,) if args.only else ("download", "processing")
+    if "processing" not in roles:  # else each processing daemon warns (and records it)
+        for warning in config.warnings:
+            logging.getLogger("radarlib.run").warning("configuration: %s", warning)
     try:
         pipeline = Pipeline(config, radars=args.radar, roles=roles)
     except ConfigError as exc:

@@ -1187,6 +1187,25 @@ class SQLiteStateTracker:
             ).fetchall()
         return [dict(r) for r in rows]
 
+    def get_dropped_fields(
+        self, radar_code: str | None = None, *, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Field files left out of written volumes, newest first (with the volume's status)."""
+        sql = (
+            "SELECT b.*, v.radar_code, v.status FROM bad_fields b"
+            " JOIN volume_processing v ON v.volume_id = b.volume_id"
+        )
+        params: list[Any] = []
+        if radar_code is not None:
+            sql += " WHERE v.radar_code = ?"
+            params.append(radar_code)
+        sql += " ORDER BY b.recorded_at DESC, b.volume_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with self._use() as conn:
+            return [dict(r) for r in conn.execute(sql, params).fetchall()]
+
     def requeue_repaired_volumes(self, radar_code: str | None = None) -> list[str]:
         """Volumes written without a bad field whose file has been downloaded again: pending.
 
