@@ -280,3 +280,40 @@ def test_a_late_field_rewrite_is_not_a_retry(tmp_path: Path) -> None:
         assert (row["status"], row["attempts"]) == ("pending", 0)
         (claimed,) = tracker.claim_volumes("w", 1)
         assert claimed["attempts"] == 1
+
+
+def test_a_failure_is_one_error_line_that_says_how_to_retry(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The traceback only at DEBUG; the suggested command works as printed."""
+    import shlex
+    import sys
+
+    from test_processing_daemon import FAKE
+
+    caplog.set_level(logging.DEBUG, logger="radarlib.pipeline.processing")
+    bufr = tmp_path / "bufr"
+    bufr.mkdir()
+    db = tmp_path / "state.db"
+    with SQLiteStateTracker(db) as tracker:
+        for field in ("VRAD", "WRAD"):
+            path = bufr / f"RMA11_0315_02_{field}_20251020T152429Z.BUFR"
+            path.write_text("BAD" if field == "VRAD" else "ok")
+            daemon_helpers.record_download(tracker, path, TYPES)
+    daemon = ProcessingDaemon(config(tmp_path), converter=FAKE)
+    asyncio.run(daemon_helpers.run_until(daemon, lambda: volume(db)["status"] == "failed"))
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    line = errors[0].getMessage()
+    assert "\n" not in line and "Traceback" not in line
+    assert "corrupt section 4" in line
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any("Traceback (most recent call last)" in m for m in debug)
+    command = line.split("retry it with: ")[1].split(": ")[0]
+    assert command.startswith("radarlib reprocess --status failed --volume RMA11_0315_02_")
+    args = shlex.split(command)[1:]
+    done = subprocess.run(
+        [sys.executable, "-m", "radarlib", *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert volume(db)["status"] == "pending"

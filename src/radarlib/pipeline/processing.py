@@ -25,6 +25,7 @@ import importlib.util
 import logging
 import os
 import re
+import shlex
 import socket
 import time
 import traceback
@@ -770,11 +771,12 @@ class ProcessingDaemon:
             self._counters["volumes_failed"] += 1
             log.error(
                 "volume %s: conversion failed after %d attempts, marked failed; once the cause "
-                "is fixed, retry it with: radarlib reprocess --volume %s --db %s: %s",
+                "is fixed, retry it with: radarlib reprocess --status failed --volume %s "
+                "--db %s: %s",
                 volume_id,
                 attempts,
                 volume_id,
-                self.config.state_db,
+                shlex.quote(str(self.config.state_db)),
                 message,
                 extra=extra,
             )
