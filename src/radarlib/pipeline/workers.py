@@ -336,12 +336,22 @@ def death_cause(returncode: int | None) -> str:
 EXTERNAL_KILLS = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
 
+def _site_dirs() -> set[str]:
+    import site
+
+    dirs = [*site.getsitepackages(), site.getusersitepackages()]
+    return {str(Path(d).resolve()) for d in dirs}
+
+
 def _worker_env() -> dict[str, str]:
     """The worker's environment: radarlib importable, Py-ART quiet, our pid to watch."""
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parents[2])
-    paths = [package_root, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    # A source checkout or a path set by the caller: the worker must import this same radarlib.
+    # An installed one is found anyway (and a site-packages folder must not go before stdlib).
+    if package_root not in _site_dirs():
+        paths = [package_root, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env["PYART_QUIET"] = "1"
     env[PARENT_ENV] = str(os.getpid())
     return env
