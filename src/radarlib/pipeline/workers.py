@@ -398,6 +398,9 @@ class ConversionPool:
         init = {"sys_path": [p for p in sys.path if p], "converter": self.converter}
         try:
             await worker.call(init)
+        except asyncio.CancelledError:  # stopped while the worker was starting: not kept
+            worker.kill()
+            raise
         except EOFError:
             await process.wait()
             raise ExecutorUnavailableError(
