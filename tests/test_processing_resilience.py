@@ -144,11 +144,13 @@ def test_netcdf_disk_full_is_retried_without_attempts_and_named_enospc(
                 if "No space left on device" in str(row["error_message"]):
                     messages.append(str(row["error_message"]))
                 twice = daemon.get_stats()["transient_failures"] >= 2
-                return bool(messages) and twice and row["status"] == "pending"
+                if bool(messages) and twice and row["status"] == "pending":
+                    waiting.append(row)
+                return bool(waiting)
 
+            waiting: list[dict[str, Any]] = []
             await wait_for(deferred, "two deferred attempts on a full disk")
-            row = volume(db)
-            assert row["status"] == "pending" and row["attempts"] == 0
+            assert waiting[0]["attempts"] == 0  # read in one go with its status
             filler.unlink()
             await wait_for(lambda: volume(db)["status"] == "completed", "the conversion")
         finally:
@@ -198,7 +200,7 @@ def test_a_worker_killed_from_outside_does_not_cost_an_attempt(tmp_path: Path) -
             await wait_for(
                 lambda: "killed by SIGKILL" in str(volume(db)["error_message"]), "the deferral"
             )
-            assert volume(db)["attempts"] == 0
+            assert volume(db)["status"] != "failed"  # max_attempts = 1: not counted
             gate.touch()
             await wait_for(lambda: volume(db)["status"] == "completed", "the conversion")
         finally:

@@ -311,6 +311,11 @@ class _Worker:
         except asyncio.TimeoutError:
             self.kill()
             await self.process.wait()
+        # release the pipes now, on this loop (not when garbage-collected after it closed)
+        transport = getattr(self.process, "_transport", None)
+        if transport is not None:
+            with contextlib.suppress(Exception):
+                transport.close()
 
 
 class _WorkerGone(EOFError):
@@ -376,7 +381,7 @@ class ConversionPool:
         self._workers: list[_Worker | None] = [None] * max_workers
         self._free: list[int] = list(range(max_workers))
         self._slots: asyncio.Semaphore | None = None
-        self._closed = False
+        self._dying: list[_Worker] = []
 
     async def _start(self) -> _Worker:
         """Start one worker and wait for it to be ready; ExecutorUnavailableError if it cannot."""
@@ -400,9 +405,10 @@ class ConversionPool:
             await worker.call(init)
         except asyncio.CancelledError:  # stopped while the worker was starting: not kept
             worker.kill()
+            self._dying.append(worker)  # reaped by close()
             raise
         except EOFError:
-            await process.wait()
+            await worker.end(timeout=1)
             raise ExecutorUnavailableError(
                 f"a conversion worker ({' '.join(args)}) {death_cause(process.returncode)} "
                 f"while starting; see its messages on stderr"
@@ -424,12 +430,14 @@ class ConversionPool:
                 if worker is None:
                     raise
                 code = await worker.process.wait()
+                await worker.end(timeout=1)
                 self._discard(slot, worker)
                 raise _WorkerGone(death_cause(code), -code if code < 0 else None) from None
             except asyncio.CancelledError:
                 # abandoned (shutdown): its reply would come later, so this worker is done
                 if worker is not None:
                     worker.kill()
+                    self._dying.append(worker)  # reaped by close()
                     if self._workers[slot] is worker:
                         self._workers[slot] = None
                 raise
@@ -481,8 +489,9 @@ class ConversionPool:
 
     async def close(self, *, abandon: bool) -> None:
         """Kill the workers (``abandon``) or let them exit after their current job; reap them."""
-        workers = [w for w in self._workers if w is not None]
+        workers = [w for w in self._workers if w is not None] + self._dying
         if abandon:
             self.kill()
         self._workers = [None] * self.max_workers
+        self._dying = []
         await asyncio.gather(*(w.end() for w in workers), return_exceptions=True)
