@@ -123,6 +123,7 @@ poll_interval = 0.5
 max_concurrent_processing = 1
 max_attempts = 1
 shutdown_grace_seconds = 20
+on_bad_field = "fail"  # the corrupt VRAD fails its volume (the default "drop" would drop it)
 
 [[radars]]
 code = "RMA1"

@@ -11,12 +11,12 @@ Version 2: one time format (``YYYY-MM-DDTHH:MM:SSZ``), one row per file with its
 identity and ``volume_id``, retry counters, the processing queue columns, checkpoints, and
 indexes for every hot query. Version 3 adds ``remote_files``, the download side's memory of
 the server: every wanted file seen (size, first seen), fetched, short, failed or rejected,
-and when to try it next.
+and when to try it next. Version 4 adds ``problems`` and ``bad_fields``.
 
 >>> import sqlite3
 >>> conn = sqlite3.connect(":memory:", isolation_level=None)
 >>> ensure_schema(conn, ":memory:")
-3
+4
 """
 
 from __future__ import annotations
@@ -35,13 +35,14 @@ __all__ = [
     "SCHEMA_V1",
     "SCHEMA_V2",
     "SCHEMA_V3",
+    "SCHEMA_V4",
     "check_version",
     "create_version_1",
     "ensure_schema",
     "schema_version",
 ]
 
-CURRENT_VERSION = 3
+CURRENT_VERSION = 4
 
 #: The original design's schema (version 1), kept verbatim in shape so that old files and
 #: tests can create it; never used for new databases.
@@ -497,7 +498,39 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
     )
 
 
+#: Version 4 (additive): problems worth an operator's attention, and fields dropped from volumes.
+SCHEMA_V4 = """
+CREATE TABLE IF NOT EXISTS problems (
+    radar_code  TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    first_seen  TEXT NOT NULL,
+    last_seen   TEXT NOT NULL,
+    occurrences INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (radar_code, kind, subject)
+);
+CREATE TABLE IF NOT EXISTS bad_fields (
+    volume_id     TEXT NOT NULL,
+    field         TEXT NOT NULL,
+    filename      TEXT NOT NULL,
+    error         TEXT NOT NULL,
+    checksum      TEXT,
+    downloaded_at TEXT,
+    recorded_at   TEXT NOT NULL,
+    PRIMARY KEY (volume_id, field)
+);
+"""
+
+
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """Version 3 -> 4: add the ``problems`` and ``bad_fields`` tables (nothing else changes)."""
+    for statement in _statements(SCHEMA_V4):
+        conn.execute(statement)
+
+
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,
+    3: _migrate_3_to_4,
 }

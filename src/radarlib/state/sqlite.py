@@ -423,6 +423,8 @@ class SQLiteStateTracker(RemoteFilesMixin):
         )
         if revive:
             status, next_attempt_at, claimed_by, claimed_at = "pending", now, None, None
+            if row is not None:  # a rewrite for a late field is not a retry: attempts from 0
+                conn.execute("UPDATE volume_processing SET attempts = 0 WHERE id = ?", (row[0],))
         if status == "completed":
             missing = old_missing  # describes the file written; unchanged by unrelated fields
         else:
@@ -979,10 +981,14 @@ class SQLiteStateTracker(RemoteFilesMixin):
         netcdf_path: str | os.PathLike[str],
         *,
         missing_fields: Sequence[str] = (),
+        bad_fields: Sequence[tuple[str, str, str]] = (),
     ) -> None:
         """Record a claimed volume as written: ``completed`` with its NetCDF path.
 
-        ``missing_fields`` are the fields the written file lacks. If one of them was
+        ``bad_fields`` are ``(field, filename, error)`` of field files left out because they
+        could not be decoded (``on_bad_field = "drop"``); they replace the volume's earlier
+        record (see :meth:`requeue_repaired_volumes`). ``missing_fields`` are the fields the
+        written file lacks. If one of them was
         downloaded while the volume was being processed, the volume goes back to
         ``pending`` at once so it is rewritten with it.
 
@@ -995,7 +1001,8 @@ class SQLiteStateTracker(RemoteFilesMixin):
             row = self._claimed_row(conn, volume_id, worker_id)
             now = self._now()
             on_disk = split_fields(row["downloaded_fields"])
-            late = split_fields(missing) & on_disk
+            dropped = {name for name, *_ in bad_fields}  # on disk but unreadable: not late
+            late = (split_fields(missing) - dropped) & on_disk
             status = "pending" if late else "completed"
             if late and row["expected_fields"] is not None:
                 missing = join_fields(split_fields(row["expected_fields"]) - on_disk)
@@ -1004,9 +1011,11 @@ class SQLiteStateTracker(RemoteFilesMixin):
             conn.execute(
                 "UPDATE volume_processing SET status = ?, netcdf_path = ?, missing_fields = ?,"
                 " processed_at = ?, error_message = NULL, claimed_by = NULL, claimed_at = NULL,"
-                " next_attempt_at = ?, updated_at = ? WHERE id = ?",
-                (status, os.fspath(netcdf_path), missing, now, now, now, row["id"]),
+                " next_attempt_at = ?, updated_at = ?,"
+                " attempts = CASE WHEN ? THEN 0 ELSE attempts END WHERE id = ?",
+                (status, os.fspath(netcdf_path), missing, now, now, now, bool(late), row["id"]),
             )
+            self._store_bad_fields(conn, volume_id, bad_fields, now)
 
     def fail_volume(
         self,
@@ -1032,6 +1041,27 @@ class SQLiteStateTracker(RemoteFilesMixin):
                 (status, str(error_message), due, now, row["id"]),
             )
 
+    def defer_volume(
+        self, volume_id: str, worker_id: str, reason: str, *, retry_at: datetime
+    ) -> None:
+        """Give a claimed volume back after a transient failure: ``pending`` at ``retry_at``.
+
+        The attempt is not counted (disk full, a worker killed from outside: not the volume's
+        fault) and ``error_message`` says why it waits.
+
+        Raises:
+            UnknownVolumeError: no such volume.
+            StateError: the volume is not (any more) claimed by ``worker_id``.
+        """
+        with self._write() as conn:
+            row = self._claimed_row(conn, volume_id, worker_id)
+            conn.execute(
+                "UPDATE volume_processing SET status = 'pending', claimed_by = NULL,"
+                " claimed_at = NULL, attempts = MAX(attempts - 1, 0), error_message = ?,"
+                " next_attempt_at = ?, updated_at = ? WHERE id = ?",
+                (str(reason), iso_utc(retry_at), self._now(), row["id"]),
+            )
+
     def release_volume(self, volume_id: str, worker_id: str) -> None:
         """Give a claimed volume back (e.g. at shutdown): ``pending``, attempt not counted.
 
@@ -1054,12 +1084,14 @@ class SQLiteStateTracker(RemoteFilesMixin):
 
         ``older_than``: claims at least this old; ``worker_id``: every claim of that worker
         (call it at start-up with your own id). Both given: claims matching both; neither:
-        every claim. The attempt stays counted and ``error_message`` says what happened.
+        every claim. The attempt is not counted (the process was stopped or crashed, which is
+        not the volume's fault) and ``error_message`` says what happened.
         """
         now_dt = _utc(self._clock())
         now = iso_utc(now_dt)
         sql = (
             "UPDATE volume_processing SET status = 'pending', next_attempt_at = :now,"
+            " attempts = MAX(attempts - 1, 0),"
             " error_message = 'claim by ' || COALESCE(claimed_by, '(manual)') || ' at '"
             " || COALESCE(claimed_at, '?') || ' recovered at ' || :now,"
             " claimed_by = NULL, claimed_at = NULL, updated_at = :now"
@@ -1130,6 +1162,111 @@ class SQLiteStateTracker(RemoteFilesMixin):
                 (self._now(), volume_id),
             )
             return cursor.rowcount == 1
+
+    # ------------------------------------------------------------------ problems, bad fields
+
+    def record_problem(self, radar_code: str, kind: str, subject: str, message: str) -> bool:
+        """Note a problem an operator should see (``radarlib status``); True the first time.
+
+        One row per (radar, kind, subject): repeats update ``last_seen``, ``message`` and
+        count ``occurrences``.
+        """
+        now = self._now()
+        with self._write() as conn:
+            row = conn.execute(
+                "INSERT INTO problems (radar_code, kind, subject, message, first_seen, last_seen)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (radar_code, kind, subject) DO UPDATE SET"
+                " message = excluded.message, last_seen = excluded.last_seen,"
+                " occurrences = problems.occurrences + 1 RETURNING occurrences",
+                (radar_code, kind, subject, message, now, now),
+            ).fetchone()
+        return int(row[0]) == 1
+
+    def clear_problems(self, radar_code: str, kind: str) -> None:
+        """Forget the problems of one kind for a radar (e.g. its config warnings at start)."""
+        with self._write() as conn:
+            conn.execute(
+                "DELETE FROM problems WHERE radar_code = ? AND kind = ?", (radar_code, kind)
+            )
+
+    def get_problems(self, radar_code: str | None = None) -> list[dict[str, Any]]:
+        """Recorded problems, most recent first."""
+        rows = self._select(
+            "problems", "1 = 1", radar_code=radar_code, order="last_seen DESC, kind, subject"
+        )
+        return [dict(r) for r in rows]
+
+    def _store_bad_fields(
+        self,
+        conn: sqlite3.Connection,
+        volume_id: str,
+        bad_fields: Sequence[tuple[str, str, str]],
+        now: str,
+    ) -> None:
+        conn.execute("DELETE FROM bad_fields WHERE volume_id = ?", (volume_id,))
+        for field_name, filename, error in bad_fields:
+            conn.execute(
+                "INSERT INTO bad_fields (volume_id, field, filename, error, checksum,"
+                " downloaded_at, recorded_at) SELECT ?, ?, ?, ?, d.checksum, d.downloaded_at, ?"
+                " FROM (SELECT 1) LEFT JOIN downloads d ON d.filename = ?",
+                (volume_id, field_name, filename, error, now, filename),
+            )
+
+    def get_bad_fields(self, volume_id: str) -> list[dict[str, Any]]:
+        """The field files left out of a volume's NetCDF, with their errors."""
+        with self._use() as conn:
+            rows = conn.execute(
+                "SELECT * FROM bad_fields WHERE volume_id = ? ORDER BY field", (volume_id,)
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def get_dropped_fields(
+        self, radar_code: str | None = None, *, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Field files left out of written volumes, newest first (with the volume's status)."""
+        sql = (
+            "SELECT b.*, v.radar_code, v.status FROM bad_fields b"
+            " JOIN volume_processing v ON v.volume_id = b.volume_id"
+        )
+        params: list[Any] = []
+        if radar_code is not None:
+            sql += " WHERE v.radar_code = ?"
+            params.append(radar_code)
+        sql += " ORDER BY b.recorded_at DESC, b.volume_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with self._use() as conn:
+            return [dict(r) for r in conn.execute(sql, params).fetchall()]
+
+    def requeue_repaired_volumes(self, radar_code: str | None = None) -> list[str]:
+        """Volumes written without a bad field whose file has been downloaded again: pending.
+
+        A new copy (another checksum or download time) may be good, so the volume is
+        rewritten with it; attempts start from 0 (a rewrite is not a retry).
+        """
+        sql = (
+            "SELECT DISTINCT v.volume_id FROM bad_fields b"
+            " JOIN volume_processing v ON v.volume_id = b.volume_id"
+            " JOIN downloads d ON d.filename = b.filename AND d.status = 'downloaded'"
+            " WHERE v.status = 'completed'"
+            " AND (COALESCE(d.checksum, '') != COALESCE(b.checksum, '')"
+            " OR COALESCE(d.downloaded_at, '') != COALESCE(b.downloaded_at, ''))"
+        )
+        params: list[Any] = []
+        if radar_code is not None:
+            sql += " AND v.radar_code = ?"
+            params.append(radar_code)
+        now = self._now()
+        with self._write() as conn:
+            ids = [str(r[0]) for r in conn.execute(sql, params).fetchall()]
+            for volume_id in ids:
+                conn.execute(
+                    "UPDATE volume_processing SET status = 'pending', attempts = 0,"
+                    " next_attempt_at = ?, updated_at = ? WHERE volume_id = ?",
+                    (now, now, volume_id),
+                )
+        return ids
 
     def radar_codes(self) -> list[str]:
         """Every radar the database has volumes or files of, sorted."""
