@@ -27,6 +27,7 @@ from radarlib.pipeline.products import ProductDaemon, ProductDaemonConfig
 from radarlib.products.settings import ProductSettings
 from radarlib.qc import QCConfig
 from radarlib.state.products import ProductStore
+from radarlib.state.schema import CURRENT_VERSION
 from radarlib.state.sqlite import SQLiteStateTracker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +66,7 @@ def test_store_queue_rules(tmp_path: Path) -> None:
             status = "completed" if k < 2 else "pending"
             tracker.mark_volume_processing(key.volume_id, status, netcdf_path=f"/x/{k}.nc")
         version = tracker._conn.execute("PRAGMA user_version").fetchone()[0]  # type: ignore[union-attr]
-        assert version == 3
+        assert version == CURRENT_VERSION
         store = ProductStore(tracker)
         assert store.enqueue("RMA11", PRODUCTS) == 4  # 2 completed volumes x 2 products
         assert store.enqueue("RMA11", PRODUCTS) == 0  # never twice
@@ -85,6 +86,16 @@ def test_store_queue_rules(tmp_path: Path) -> None:
         assert list(due[0].rows) == ["colmax.png"] and due[0].attempts["colmax.png"] == 2
         store.fail(due[0].rows["colmax.png"], "w3", "boom again", retry_at=None)
         assert store.recover(worker_id="w2") == 2  # w2's two rows back to pending
+        assert store.counts("RMA11") == {"done": 1, "failed": 1, "pending": 2}
+        # no worker could be started: the rows go back without using an attempt, due later
+        taken = store.claim("w4", "RMA11", max_volumes=1)
+        tif = taken[0].rows["colmax.tif"]
+        assert store.release("w4", row_ids=[tif], retry_at=later) == 1
+        assert store.claim("w5", "RMA11") == []  # not before retry_at
+        rows = {r["id"]: r for r in store.rows(taken[0].volume_id)}
+        assert rows[tif]["status"] == "pending" and rows[tif]["attempts"] == 1
+        assert rows[taken[0].rows["colmax.png"]]["status"] == "processing"  # not in row_ids
+        assert store.release("w4") == 1
         assert store.counts("RMA11") == {"done": 1, "failed": 1, "pending": 2}
         # `radarlib products` resets a period: failed and done rows become pending again
         assert store.reset("RMA11", PRODUCTS, start=BASE, end=BASE + timedelta(minutes=1)) == 2

@@ -23,7 +23,6 @@ import logging
 import os
 import socket
 import time
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from radarlib.filename import format_iso
 from radarlib.pipeline.processing import _pid_alive, default_worker_id
-from radarlib.pipeline.workers import ConversionPool
+from radarlib.pipeline.workers import ConversionPool, ExecutorUnavailableError, WorkerDiedError
 from radarlib.products.files import remove_orphans
 from radarlib.products.settings import ProductSettings
 from radarlib.products.stage import ProductJob, ProductOutcome, ProductResult, run_product_job
@@ -263,8 +262,28 @@ class ProductDaemon:
                 if self._pool is None:
                     raise RuntimeError("the product pool is not running")
                 outcome: ProductOutcome = await self._pool.call(run_product_job, job)
-            except BrokenProcessPool:
-                reason = "WorkerDiedError: the worker process died while making products"
+            except ExecutorUnavailableError as exc:  # not the volume's fault: no attempt used
+                log.error(
+                    "volume %s: no product worker could be started (%s); retrying in %.0fs",
+                    volume.volume_id,
+                    exc,
+                    self.config.settings.poll_interval,
+                    extra={"volume_id": volume.volume_id, "radar": self.config.radar_code},
+                )
+                retry_at = datetime.now(timezone.utc) + timedelta(
+                    seconds=self.config.settings.poll_interval
+                )
+                await asyncio.shield(
+                    asyncio.to_thread(
+                        self._db().release,
+                        self.worker_id,
+                        row_ids=list(volume.rows.values()),
+                        retry_at=retry_at,
+                    )
+                )
+                return
+            except WorkerDiedError as exc:
+                reason = f"WorkerDiedError: the worker process died while making products: {exc}"
                 outcome = ProductOutcome(
                     volume.volume_id,
                     tuple(ProductResult(p, ok=False, error=reason) for p in volume.rows),

@@ -180,17 +180,31 @@ class ProductStore:
             if cur.rowcount != 1:
                 raise StateError(f"product row {row_id}: not claimed by {worker_id!r}")
 
-    def release(self, worker_id: str) -> int:
-        """Give back every claim of ``worker_id`` (shutdown): pending, attempt not counted."""
+    def release(
+        self,
+        worker_id: str,
+        *,
+        row_ids: Sequence[int] | None = None,
+        retry_at: datetime | None = None,
+    ) -> int:
+        """Give back claims of ``worker_id``: pending, attempt not counted; count them.
+
+        Every claim (shutdown), or only ``row_ids`` (no worker could take them); due now, or
+        at ``retry_at``.
+        """
         now = self._now()
+        due = now if retry_at is None else iso_utc(retry_at)
+        sql = (
+            "UPDATE products SET status = 'pending', attempts = MAX(attempts - 1, 0),"
+            " claimed_by = NULL, claimed_at = NULL, next_attempt_at = ?, updated_at = ?"
+            " WHERE status = 'processing' AND claimed_by = ?"
+        )
+        args: tuple[Any, ...] = (due, now, worker_id)
+        if row_ids is not None:
+            sql += f" AND id IN ({','.join('?' for _ in row_ids)})"
+            args += tuple(int(i) for i in row_ids)
         with self.tracker._write() as conn:
-            cur = conn.execute(
-                "UPDATE products SET status = 'pending', attempts = MAX(attempts - 1, 0),"
-                " claimed_by = NULL, claimed_at = NULL, next_attempt_at = ?, updated_at = ?"
-                " WHERE status = 'processing' AND claimed_by = ?",
-                (now, now, worker_id),
-            )
-            return int(cur.rowcount)
+            return int(conn.execute(sql, args).rowcount)
 
     def claimants(self, radar: str) -> list[str]:
         """The distinct ``claimed_by`` of ``radar``'s products in ``processing``."""
