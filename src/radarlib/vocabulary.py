@@ -23,20 +23,30 @@ import numpy as np
 from radarlib.bufr.model import GateStatus
 
 __all__ = [
+    "CFRADIAL2_CONVENTIONS",
+    "CFRADIAL2_VERSION",
     "CF_RADIAL_VERSION",
     "CONVENTIONS",
     "FIELD_VOCABULARY",
+    "FOLLOW_MODE",
     "FILL_VALUE",
     "INSTRUMENT_TYPE",
+    "ODIM_CONVENTIONS",
+    "ODIM_NODATA",
+    "ODIM_UNDETECT",
+    "ODIM_VERSION",
     "PLATFORM_TYPE",
     "PRIMARY_AXIS",
+    "PRT_MODE",
     "STATUS_SUFFIX",
     "STRING_LENGTH",
+    "SWEEP_GROUP",
     "SWEEP_MODE",
     "FieldVocabulary",
     "coordinate_attrs",
     "field_attrs",
     "global_attrs",
+    "odim_source",
     "status_attrs",
     "status_name",
     "time_units",
@@ -56,6 +66,23 @@ PRIMARY_AXIS = "axis_z"
 INSTRUMENT_TYPE = "radar"
 #: Length of the ``string_length`` dimension for character variables.
 STRING_LENGTH = 32
+
+#: CfRadial 2.1 / WMO FM 301 (one group per sweep, xradar's DataTree layout).
+CFRADIAL2_CONVENTIONS = "Cf/Radial-2.1"
+CFRADIAL2_VERSION = "2.1"
+#: Name of the group (DataTree node) of sweep ``i``: ``SWEEP_GROUP.format(i)``.
+SWEEP_GROUP = "sweep_{}"
+#: Values of the FM 301 sweep variables that RMA volumes do not vary.
+FOLLOW_MODE = "none"
+PRT_MODE = "not_set"
+
+#: ODIM_H5 (EUMETNET OPERA) convention and information-model version written.
+ODIM_CONVENTIONS = "ODIM_H5/V2_4"
+ODIM_VERSION = "H5rad 2.4"
+#: Raw values of ODIM float32 data for undetect (scanned, nothing detected) and nodata
+#: (not scanned, or no gate there): the float32 extremes, which no radar value reaches.
+ODIM_UNDETECT: float = float(-np.finfo(np.float32).max)
+ODIM_NODATA: float = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -292,6 +319,14 @@ _GLOBAL_DEFAULTS: dict[str, str] = {
     "platform_is_mobile": "false",
     "n_gates_vary": "false",
 }
+
+
+def odim_source(radar: str, wmo_block: int | None, wmo_station: int | None) -> str:
+    """ODIM ``what/source``: ``NOD`` (country code + radar code, lower case), ``PLC``, ``WMO``."""
+    parts = [f"NOD:ar{radar.lower()}", f"PLC:{radar}"]
+    if wmo_block is not None and wmo_station is not None:
+        parts.insert(0, f"WMO:{wmo_block:02d}{wmo_station:03d}")
+    return ",".join(parts)
 
 
 def global_attrs(

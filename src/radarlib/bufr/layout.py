@@ -1,0 +1,231 @@
+"""A radar BUFR file read up to its compressed payloads: all metadata, no sweep inflated yet.
+
+:func:`radarlib.bufr.reader.scan_bufr` returns a :class:`BufrLayout`: section 1, the
+station, and per sweep its geometry and the zlib streams of its quantities (memoryviews
+into the file's bytes, no copy). Nothing large is allocated until a sweep is asked for:
+
+* :meth:`BufrLayout.sweep` inflates one sweep (the xarray backend decodes sweeps on access);
+* :meth:`BufrLayout.decode` inflates every sweep, in a thread pool when there is more than
+  one core: libdeflate (the ``deflate`` package) and stdlib zlib release the GIL while
+  they inflate, so the streams of a file decode in parallel.
+
+The declared output size (``nrays x ngates x 8`` per quantity) is known here, before any
+allocation, so :attr:`BufrLayout.decoded_bytes` is what the decoder's caps are checked
+against (:data:`DEFAULT_MAX_FILE_BYTES`, :data:`DEFAULT_MAX_VOLUME_BYTES`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from radarlib.bufr.inflate import InflateError, inflate_exact
+from radarlib.bufr.model import BufrFile, Quantity, Section1, Station, Sweep
+from radarlib.errors import BufrDecodeError
+from radarlib.filename import BufrFileName
+
+__all__ = [
+    "DEFAULT_MAX_FILE_BYTES",
+    "DEFAULT_MAX_VOLUME_BYTES",
+    "BufrLayout",
+    "PendingQuantity",
+    "SweepHead",
+    "decode_all",
+    "decode_threads",
+]
+
+#: Default cap on the decoded (inflated) bytes of one file: the real RMA files decode to
+#: 1-20 MB (15 sweeps x 360 x 653 gates x 8 bytes = 19.8 MB), so 256 MB is >12x that.
+DEFAULT_MAX_FILE_BYTES = 256 << 20
+#: Default cap on the decoded bytes of one volume: a real 6-field 0315/01 volume is ~120 MB.
+DEFAULT_MAX_VOLUME_BYTES = 1 << 30
+
+#: Streams smaller than this are inflated inline (a thread hand-off costs more).
+_THREAD_MIN_BYTES = 64 << 10
+
+
+def decode_threads() -> int:
+    """Threads used to inflate one file's streams: the usable cores, at most 4."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+@dataclass(frozen=True)
+class PendingQuantity:
+    """One quantity of a sweep before inflation: its code and the byte runs of its zlib stream."""
+
+    code: int
+    runs: tuple[memoryview, ...]
+    nrays: int
+    ngates: int
+    #: ``sweep i quantity k``: where it is, for error messages.
+    where: str
+    compression: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        """Declared decoded size: ``nrays x ngates`` float64."""
+        return self.nrays * self.ngates * 8
+
+    @property
+    def compressed_bytes(self) -> int:
+        """Size of the zlib stream."""
+        return sum(len(r) for r in self.runs)
+
+    def stream(self) -> bytes | memoryview:
+        """The zlib stream (the one run itself when there is one, else the runs joined)."""
+        return self.runs[0] if len(self.runs) == 1 else b"".join(self.runs)
+
+    def inflate(self, label: str) -> Quantity:
+        """Inflate to exactly :attr:`nbytes` and wrap as a read-only float64 :class:`Quantity`."""
+        try:
+            raw = inflate_exact(self.stream(), self.nbytes)
+        except InflateError as exc:
+            raise BufrDecodeError(
+                f"{self.where} ({self.nrays} x {self.ngates} gates, {len(self.runs)} chunks): "
+                f"{exc}",
+                label,
+            ) from None
+        data = np.frombuffer(raw, dtype="<f8").reshape(self.nrays, self.ngates)
+        data.flags.writeable = False
+        return Quantity(
+            code=self.code, data=data, compression=self.compression, n_chunks=len(self.runs)
+        )
+
+
+@dataclass(frozen=True)
+class SweepHead:
+    """A sweep's metadata (everything :class:`Sweep` holds but the payloads)."""
+
+    start_time: datetime
+    end_time: datetime
+    elevation: float
+    nrays: int
+    ngates: int
+    range_bin_size: float
+    range_offset: float
+    a1gate: int
+    quantities: tuple[PendingQuantity, ...]
+    object_type: int = 90
+
+    @property
+    def nbytes(self) -> int:
+        """Declared decoded size of all its quantities."""
+        return sum(q.nbytes for q in self.quantities)
+
+    def build(self, quantities: Sequence[Quantity]) -> Sweep:
+        """The :class:`Sweep` with the given inflated quantities."""
+        return Sweep(
+            start_time=self.start_time,
+            end_time=self.end_time,
+            elevation=self.elevation,
+            nrays=self.nrays,
+            ngates=self.ngates,
+            range_bin_size=self.range_bin_size,
+            range_offset=self.range_offset,
+            a1gate=self.a1gate,
+            quantities=tuple(quantities),
+            object_type=self.object_type,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class BufrLayout:
+    """A scanned radar BUFR file: metadata now, payloads inflated on request."""
+
+    section1: Section1
+    station: Station
+    sweeps: tuple[SweepHead, ...]
+    edition: int = 4
+    source: str | None = None
+    filename: BufrFileName | None = None
+    #: Keeps the file's bytes alive while the memoryviews of the streams point into them.
+    buffer: Any = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        """The name used in error messages."""
+        return self.source or "<bytes>"
+
+    @property
+    def decoded_bytes(self) -> int:
+        """Declared decoded size of the whole file (all sweeps and quantities), in bytes."""
+        return sum(s.nbytes for s in self.sweeps)
+
+    def check_size(self, limit: int | None, *, what: str = "per file") -> None:
+        """:class:`BufrDecodeError` when :attr:`decoded_bytes` exceeds ``limit`` (None: no cap)."""
+        if limit is not None and self.decoded_bytes > limit:
+            shapes = sorted({(s.nrays, s.ngates) for s in self.sweeps})
+            raise BufrDecodeError(
+                f"declares {self.decoded_bytes / 2**20:.1f} MiB of decoded data "
+                f"({len(self.sweeps)} sweeps of {', '.join(f'{r}x{g}' for r, g in shapes[:4])} "
+                f"gates), more than the {limit / 2**20:.0f} MiB allowed {what} "
+                "(max_decoded_mb_per_file / max_decoded_mb_per_volume); nothing was inflated",
+                self.label,
+            )
+
+    def sweep(self, index: int) -> Sweep:
+        """Inflate sweep ``index`` (serially) and return it."""
+        head = self.sweeps[index]
+        return head.build([q.inflate(self.label) for q in head.quantities])
+
+    def decode(self, threads: int | None = None) -> BufrFile:
+        """Inflate every sweep (``threads``: pool size, default :func:`decode_threads`)."""
+        return decode_all([self], threads)[0]
+
+    def assemble(self, inflated: Sequence[Quantity]) -> BufrFile:
+        """The :class:`BufrFile` of this layout given all its quantities, inflated, in order."""
+        sweeps: list[Sweep] = []
+        at = 0
+        for head in self.sweeps:
+            n = len(head.quantities)
+            sweeps.append(head.build(inflated[at : at + n]))
+            at += n
+        return BufrFile(
+            section1=self.section1,
+            station=self.station,
+            sweeps=tuple(sweeps),
+            edition=self.edition,
+            source=self.source,
+            filename=self.filename,
+        )
+
+
+def decode_all(layouts: Sequence[BufrLayout], threads: int | None = None) -> list[BufrFile]:
+    """Inflate every stream of ``layouts`` (one file or a volume's files) in one thread pool.
+
+    The largest streams go first so the pool does not end on one long inflate; small
+    streams, or ``threads=1``, are inflated inline. The first error (a corrupt stream)
+    is raised as its :class:`BufrDecodeError` naming its file.
+    """
+    jobs = [(layout, q) for layout in layouts for s in layout.sweeps for q in s.quantities]
+    workers = decode_threads() if threads is None else max(1, threads)
+    big = sum(1 for _, q in jobs if q.compressed_bytes >= _THREAD_MIN_BYTES)
+
+    def run(index: int) -> Quantity:
+        layout, quantity = jobs[index]
+        return quantity.inflate(layout.label)
+
+    if workers > 1 and big > 1:
+        order = sorted(range(len(jobs)), key=lambda i: -jobs[i][1].compressed_bytes)
+        with ThreadPoolExecutor(min(workers, big)) as pool:
+            done = dict(zip(order, pool.map(run, order), strict=True))
+        inflated = [done[i] for i in range(len(jobs))]
+    else:
+        inflated = [run(i) for i in range(len(jobs))]
+    files: list[BufrFile] = []
+    at = 0
+    for layout in layouts:
+        n = sum(len(s.quantities) for s in layout.sweeps)
+        files.append(layout.assemble(inflated[at : at + n]))
+        at += n
+    return files
