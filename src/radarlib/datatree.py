@@ -69,24 +69,24 @@ class VolumeGrid(Protocol):
     """What the layout needs of a volume: :class:`~radarlib.volume.Volume` or a plan."""
 
     @property
-    def key(self) -> VolumeKey: ...  # noqa: D102
+    def key(self) -> VolumeKey: ...
 
     @property
-    def station(self) -> Station: ...  # noqa: D102
+    def station(self) -> Station: ...
 
     @property
-    def sweeps(self) -> tuple[VolumeSweep, ...]: ...  # noqa: D102
+    def sweeps(self) -> tuple[VolumeSweep, ...]: ...
 
     @property
-    def range_axis(self) -> RangeAxis: ...  # noqa: D102
+    def range_axis(self) -> RangeAxis: ...
 
     @property
-    def missing_fields(self) -> tuple[str, ...]: ...  # noqa: D102
+    def missing_fields(self) -> tuple[str, ...]: ...
 
     @property
-    def warnings(self) -> tuple[str, ...]: ...  # noqa: D102
+    def warnings(self) -> tuple[str, ...]: ...
 
-    def gate_window(self, index: int) -> tuple[int, int]: ...  # noqa: D102
+    def gate_window(self, index: int) -> tuple[int, int]: ...
 
 
 def _scalar(value: Any, attrs: Mapping[str, Any] | None = None) -> Any:
@@ -117,9 +117,7 @@ def sweep_dataset(
     times = start + np.round(seconds * 1e9).astype("timedelta64[ns]")
     time_attrs = coordinate_attrs("time")
     time_encoding = {k: time_attrs.pop(k) for k in _TIME_ENCODING_KEYS}
-    time_encoding.update(
-        units=f"seconds since {format_iso(grid_start(grid))}", dtype="float64"
-    )
+    time_encoding.update(units=f"seconds since {format_iso(grid_start(grid))}", dtype="float64")
     time = xr.Variable(("azimuth",), times, time_attrs, encoding=time_encoding)
     rng_attrs = coordinate_attrs("range")
     rng_attrs["meters_to_center_of_first_gate"] = np.float32(axis.first + lo * axis.spacing)
@@ -192,7 +190,9 @@ def root_dataset(grid: VolumeGrid, sources: Sequence[str], history: str) -> xr.D
     station = grid.station
     nsweeps = len(grid.sweeps)
     data = {
-        "volume_number": _scalar(np.int32(int(key.volume_number)), coordinate_attrs("volume_number")),
+        "volume_number": _scalar(
+            np.int32(int(key.volume_number)), coordinate_attrs("volume_number")
+        ),
         "platform_type": _scalar(attrs["platform_type"], coordinate_attrs("platform_type")),
         "instrument_type": _scalar(attrs["instrument_type"], coordinate_attrs("instrument_type")),
         "primary_axis": _scalar(attrs["primary_axis"], coordinate_attrs("primary_axis")),

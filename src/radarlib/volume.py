@@ -64,10 +64,10 @@ __all__ = [
     "VolumePlan",
     "VolumeSweep",
     "assemble_volume",
-    "plan_volume",
-    "sweep_block",
     "group_files_into_volumes",
     "order_fields",
+    "plan_volume",
+    "sweep_block",
 ]
 
 
@@ -511,7 +511,7 @@ def plan_volume(
     elevation_tolerance: float = 0.5,
     expected_fields: Sequence[str] | None = None,
 ) -> VolumePlan:
-    """The grid of a volume from its files' metadata (rules and errors of :func:`assemble_volume`)."""
+    """A volume's grid from its files' metadata (rules and errors of :func:`assemble_volume`)."""
     key, by_field = _identify(files)
     warnings: list[str] = []
     sweeps = _volume_sweeps(by_field, elevation_tolerance, warnings)

@@ -1,0 +1,51 @@
+"""Write a volume as a Zarr store (xradar's DataTree layout), one store per volume, atomically.
+
+**One store per volume** (``<RADAR>_<STRAT>_<VOL>_<TIME>.zarr``), not appended to a
+per-radar store, because the pipeline's rules are per volume: a volume is written once,
+rewritten whole when a late field arrives, possibly by several workers at the same time,
+and must never be seen half-written. A directory store written aside and renamed in
+(:func:`radarlib.export.atomic.atomic_dir`) gives all of that; an append to a shared store
+is neither atomic nor safe under concurrent workers, and rewriting one volume inside it
+means rewriting its regions in place. Stores of many volumes are combined at read time
+(``xr.open_mfdataset`` / a DataTree per volume), or by a later consolidation job.
+
+The groups and variables are those of :mod:`radarlib.datatree` (valid gates exact in
+float32, ``<FIELD>_status`` keeping undetect and nodata apart); Zarr's default codec
+(zstd) compresses them. Needs the ``zarr`` package (``pip install 'radarlib[zarr]'``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from radarlib.export.atomic import atomic_dir
+
+if TYPE_CHECKING:
+    from radarlib.volume import Volume
+
+__all__ = ["write_zarr"]
+
+
+def write_zarr(
+    volume: Volume,
+    path: str | os.PathLike[str],
+    *,
+    fsync: bool = True,
+    history: str | None = None,
+) -> Path:
+    """Write ``volume`` to the directory store ``path`` (consolidated metadata)."""
+    from radarlib.datatree import volume_to_datatree
+
+    try:
+        import zarr  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            "the zarr output needs the zarr package: pip install 'radarlib[zarr]'"
+        ) from exc
+    final = Path(path)
+    tree = volume_to_datatree(volume, history=history)
+    with atomic_dir(final, fsync=fsync) as tmp:
+        tree.to_zarr(tmp, mode="w", consolidated=True)
+    return final
