@@ -203,6 +203,8 @@ class RadarSettings:
     start_date: datetime
     end_date: datetime | None = None
     enabled: bool = True
+    #: this radar's output formats; None = the [output] formats (default: CF/Radial only)
+    output_formats: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -259,8 +261,23 @@ _PROCESSING_KEYS: dict[str, Validator] = {
     # where conversions run; "dask" also needs dask_scheduler (checked by the daemon config)
     "executor": _choice("processes", "dask"),
     "dask_scheduler": _text,
+    # decoder caps on the declared decoded data of one BUFR file / one volume, MiB
+    "max_decoded_mb_per_file": _number(positive=True),
+    "max_decoded_mb_per_volume": _number(positive=True),
 }
-_OUTPUT_KEYS: dict[str, Validator] = {"compression_level": _int(0, 9)}
+
+
+def _formats(key: str, value: Any) -> tuple[str, ...]:
+    from radarlib.export import parse_formats
+
+    if not isinstance(value, (str, list)):
+        raise ConfigError(
+            key, f'must be a list of formats such as ["cfradial", "odim"], got {value!r}'
+        )
+    return parse_formats(value, key)
+
+
+_OUTPUT_KEYS: dict[str, Validator] = {"compression_level": _int(0, 9), "formats": _formats}
 _TIMEOUT_KEYS = ("connect_timeout", "command_timeout", "data_timeout")
 _SOURCE_KEYS: dict[str, Validator] = {
     "host": _text,
@@ -279,6 +296,7 @@ _RADAR_KEYS: dict[str, Validator] = {
     "start_date": _datetime,
     "end_date": _datetime,
     "enabled": _bool,
+    "output_formats": _formats,
 }
 _PATH_KEYS: dict[str, Validator] = {
     "root": _text,
@@ -389,6 +407,11 @@ class Config:
         from radarlib.pipeline.processing import ProcessingDaemonConfig
 
         radar = self.radar(code)
+        output = dict(self.output)
+        formats = radar.output_formats or output.pop("formats", None)
+        output.pop("formats", None)
+        if formats:
+            output["output_formats"] = formats
         with _daemon_keys("processing", _PROCESSING_KEYS, "output", _OUTPUT_KEYS):
             return ProcessingDaemonConfig(
                 local_bufr_dir=self.bufr_dir(code),
@@ -398,7 +421,7 @@ class Config:
                 radar_code=radar.code,
                 root_resources=self.paths.root_resources,
                 **self.processing,
-                **self.output,
+                **output,
             )
 
 
@@ -515,7 +538,14 @@ def _parse_radars(value: Any, sources: Mapping[str, FTPSource]) -> tuple[RadarSe
         if end is not None and end <= values["start_date"]:
             raise ConfigError(f"{prefix}.end_date", "must be later than start_date")
         radars.append(
-            RadarSettings(code, source, values["start_date"], end, values.get("enabled", True))
+            RadarSettings(
+                code,
+                source,
+                values["start_date"],
+                end,
+                values.get("enabled", True),
+                values.get("output_formats"),
+            )
         )
     return tuple(radars)
 

@@ -77,8 +77,8 @@ FOLLOW_MODE = "none"
 PRT_MODE = "not_set"
 
 #: ODIM_H5 (EUMETNET OPERA) convention and information-model version written.
-ODIM_CONVENTIONS = "ODIM_H5/V2_4"
-ODIM_VERSION = "H5rad 2.4"
+ODIM_CONVENTIONS = "ODIM_H5/V2_3"
+ODIM_VERSION = "H5rad 2.3"
 #: Raw values of ODIM float32 data for undetect (scanned, nothing detected) and nodata
 #: (not scanned, or no gate there): the float32 extremes, which no radar value reaches.
 ODIM_UNDETECT: float = float(-np.finfo(np.float32).max)

@@ -1,8 +1,9 @@
-"""Write a volume as an ODIM_H5 2.4 polar volume (``PVOL``), atomically, with h5py.
+"""Write a volume as an ODIM_H5 2.3 polar volume (``PVOL``), atomically, with h5py.
 
-Layout (EUMETNET OPERA ODIM_H5 information model 2.4)::
+Layout (EUMETNET OPERA ODIM_H5 information model 2.3, not 2.4: readers disagree on the
+unit of 2.4's ``where/rstart``, km or m, while for 2.3 it is km for all)::
 
-    /                      Conventions = "ODIM_H5/V2_4"
+    /                      Conventions = "ODIM_H5/V2_3"
     /what                  object = PVOL, version, date, time (volume start), source
     /where                 lat, lon, height
     /how                   software, sw_version, task (scan strategy), startepochs, endepochs,

@@ -11,7 +11,8 @@ means rewriting its regions in place. Stores of many volumes are combined at rea
 
 The groups and variables are those of :mod:`radarlib.datatree` (valid gates exact in
 float32, ``<FIELD>_status`` keeping undetect and nodata apart); Zarr's default codec
-(zstd) compresses them. Needs the ``zarr`` package (``pip install 'radarlib[zarr]'``).
+compresses them; Zarr format 2 with consolidated metadata, the form every Zarr reader (and
+xarray before zarr-python 3) opens. Needs the ``zarr`` package (``pip install 'radarlib[zarr]'``).
 """
 
 from __future__ import annotations
@@ -47,5 +48,5 @@ def write_zarr(
     final = Path(path)
     tree = volume_to_datatree(volume, history=history)
     with atomic_dir(final, fsync=fsync) as tmp:
-        tree.to_zarr(tmp, mode="w", consolidated=True)
+        tree.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
     return final

@@ -109,6 +109,11 @@ class ProcessingDaemonConfig:
     executor: Literal["processes", "dask"] = "processes"
     #: the Dask scheduler address (``tcp://host:8786``); required with ``executor="dask"``
     dask_scheduler: str | None = None
+    #: formats written per volume (radarlib.export.FORMATS); done when all are written
+    output_formats: tuple[str, ...] = ("cfradial",)
+    #: decoder caps on the declared decoded data (MiB) of one BUFR file / one volume
+    max_decoded_mb_per_file: float = 256
+    max_decoded_mb_per_volume: float = 1024
 
     def __post_init__(self) -> None:
         for key in ("local_bufr_dir", "local_netcdf_dir", "state_db"):
@@ -135,6 +140,11 @@ class ProcessingDaemonConfig:
         if not isinstance(self.worker_id, str) or not self.worker_id.strip():
             raise ConfigError("worker_id", f"must be a non-empty string, got {self.worker_id!r}")
         self._check_executor()
+        from radarlib.export import parse_formats
+
+        self.output_formats = parse_formats(self.output_formats)
+        _positive("max_decoded_mb_per_file", self.max_decoded_mb_per_file)
+        _positive("max_decoded_mb_per_volume", self.max_decoded_mb_per_volume)
 
     def _check_executor(self) -> None:
         if self.executor not in ("processes", "dask"):
@@ -561,6 +571,9 @@ class ProcessingDaemon:
             if self.config.root_resources is None
             else str(self.config.root_resources),
             converter=self._converter,
+            output_formats=self.config.output_formats,
+            max_decoded_mb_per_file=self.config.max_decoded_mb_per_file,
+            max_decoded_mb_per_volume=self.config.max_decoded_mb_per_volume,
         )
 
     async def _convert_one(self, row: Mapping[str, Any]) -> None:

@@ -73,6 +73,11 @@ class ConversionJob:
     compression_level: int = 4
     root_resources: str | None = None
     converter: str = DEFAULT_CONVERTER
+    #: formats written per volume (radarlib.export.FORMATS); the volume is done when all are
+    output_formats: tuple[str, ...] = ("cfradial",)
+    #: decoder caps on declared decoded data, MiB per file and per volume
+    max_decoded_mb_per_file: float = 256
+    max_decoded_mb_per_volume: float = 1024
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,13 @@ def _convert_options(job: ConversionJob) -> Any:
     from radarlib.convert import ConvertOptions
 
     root = None if job.root_resources is None else Path(job.root_resources)
-    return ConvertOptions(compression_level=job.compression_level, root_resources=root)
+    return ConvertOptions(
+        compression_level=job.compression_level,
+        root_resources=root,
+        formats=job.output_formats,
+        max_decoded_bytes_per_file=int(job.max_decoded_mb_per_file * 2**20),
+        max_decoded_bytes_per_volume=int(job.max_decoded_mb_per_volume * 2**20),
+    )
 
 
 def run_job(job: ConversionJob) -> ConversionOutcome:
