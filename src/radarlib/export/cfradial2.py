@@ -31,7 +31,7 @@ def field_encoding(tree: xr.DataTree, compression: dict[str, Any]) -> dict[str, 
         per: dict[str, Any] = {}
         for name, var in node.ds.data_vars.items():
             if var.ndim == 2 and all(var.shape):
-                per[str(name)] = {**compression, "chunksizes": var.shape}
+                per[str(name)] = {**var.encoding, **compression, "chunksizes": var.shape}
         if per:
             encoding[node.path] = per
     return encoding
