@@ -115,7 +115,7 @@ class _Walker:
         body = node.body
         if self.limit is not None and count > self.left:
             raise self.fail(
-                f"replication {fxy_str(node.fxy)} x {count} at bit {reader.pos} exceeds the "
-                f"limit of {self.limit} values in section 4"
+                f"replication {fxy_str(node.fxy)} x {count} at bit {reader.pos}: more than "
+                f"{self.limit} values in section 4, not a radar file's structure"
             )
         return [self.walk(body) for _ in range(count)]
