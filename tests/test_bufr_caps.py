@@ -18,12 +18,12 @@ import zlib
 from pathlib import Path
 
 import pytest
-from test_bufr_bad_input import build, chunked
 
 from radarlib.bufr import read_bufr
 from radarlib.bufr.reader import MAX_DECODED_VALUES, scan_bufr
 from radarlib.convert import ConvertOptions, decode_files
 from radarlib.errors import BufrDecodeError, VolumeError
+from test_bufr_bad_input import build, chunked
 
 NESTED = (105255, 104255, 103255, 101000, 31000, 2001)
 RADAR_TEMPLATE = (321204, 301031, 321203)

@@ -27,8 +27,8 @@ from radarlib.config import parse_config
 from radarlib.convert import ConvertOptions, convert_volume
 from radarlib.errors import ConfigError
 from radarlib.export import FORMATS, output_name, parse_formats
-from radarlib.volume import group_files_into_volumes
 from radarlib.vocabulary import ODIM_NODATA, ODIM_UNDETECT
+from radarlib.volume import group_files_into_volumes
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -192,7 +192,9 @@ def test_undetect_and_nodata_both_occur_in_the_samples(converted) -> None:
     assert UNDETECT < 0 < NODATA
 
 
-def test_failed_format_leaves_no_partial_output(samples_dir: Path, tmp_path: Path, monkeypatch) -> None:
+def test_failed_format_leaves_no_partial_output(
+    samples_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
     import radarlib.export.odim as odim
 
     def boom(*args: Any, **kwargs: Any) -> None:
