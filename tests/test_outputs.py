@@ -1,4 +1,4 @@
-"""Every output format, gate-exact against the BUFR on all real samples, read by independent readers.
+"""Every output format, gate-exact against the BUFR on all real samples, independent readers.
 
 The real sample volumes (RMA11 0315/01 with 4 fields, 0315/02 with 2, AR5 with 1) are
 converted once to CF/Radial, ODIM_H5, CfRadial 2.1 and Zarr; each file is read back with
@@ -204,7 +204,7 @@ def test_failed_format_leaves_no_partial_output(
     files = sorted((samples_dir / "RMA11").glob("RMA11_0315_02_*.BUFR"))
     from radarlib.errors import VolumeError
 
-    with pytest.raises(VolumeError, match="cannot write odim.*No space"):
+    with pytest.raises(VolumeError, match=r"cannot write odim.*No space"):
         convert_volume(files, tmp_path, options=ConvertOptions(formats=("cfradial", "odim")))
     names = sorted(p.name for p in tmp_path.iterdir())
     assert not any(n.endswith(".h5") or n.endswith(".tmp") for n in names)

@@ -76,7 +76,7 @@ def test_backend_conventions(rma11_dir: Path) -> None:
             "DBZH"
         ].values,
     )
-    with pytest.raises(ValueError, match="sweeps 0..14"):
+    with pytest.raises(ValueError, match=r"sweeps 0\.\.14"):
         xr.open_dataset(rma11_dir / DBZH, engine=RmaBufrBackendEntrypoint, group="sweep_15")
 
 

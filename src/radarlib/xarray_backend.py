@@ -107,9 +107,9 @@ def _open(paths: list[Path], max_decoded_bytes: int | None) -> tuple[Any, _Sweep
 
 def _lazy_blocks(cache: _SweepCache) -> Any:
     def blocks(name: str, index: int) -> tuple[Any, Any]:
-        return tuple(
-            indexing.LazilyIndexedArray(_SweepArray(cache, name, index, part)) for part in (0, 1)
-        )
+        values = indexing.LazilyIndexedArray(_SweepArray(cache, name, index, 0))
+        status = indexing.LazilyIndexedArray(_SweepArray(cache, name, index, 1))
+        return values, status
 
     return blocks
 
@@ -191,7 +191,7 @@ class RmaBufrBackendEntrypoint(BackendEntrypoint):
         except TypeError:
             return False
 
-    def open_dataset(  # type: ignore[override]
+    def open_dataset(
         self,
         filename_or_obj: Any,
         *,
@@ -216,6 +216,6 @@ class RmaBufrBackendEntrypoint(BackendEntrypoint):
         ds.set_close(cache.clear)
         return ds
 
-    def open_datatree(self, filename_or_obj: Any, **kwargs: Any) -> xr.DataTree:  # type: ignore[override]
+    def open_datatree(self, filename_or_obj: Any, **kwargs: Any) -> xr.DataTree:
         """The whole file as a DataTree (:func:`open_rmabufr_datatree`)."""
         return open_rmabufr_datatree(os.fspath(filename_or_obj), **kwargs)
