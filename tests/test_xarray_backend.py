@@ -48,6 +48,8 @@ def test_open_dataset_is_lazy_and_gate_exact(rma11_dir: Path) -> None:
     assert np.isnan(values[~valid]).all()
     assert np.array_equal(status, kind)
     assert ds["sweep_fixed_angle"].item() == np.float32(sweep.elevation)
+    assert ds.indexes["azimuth"].is_monotonic_increasing  # azimuth order, as xradar's ODIM
+    assert int(ds["time"].argmin()) == sweep.a1gate  # the first ray acquired is row a1gate
     ds.close()
     assert cache.blocks == {}
 
@@ -96,6 +98,8 @@ def test_datatree_of_the_real_volume_with_xradar_and_a_plot(
     assert {"x", "y", "z"} <= set(sweep.coords)
     fig, ax = plt.subplots()
     sweep["DBZH"].plot(x="x", y="y", ax=ax)
+    ax2 = fig.add_axes((0.7, 0.7, 0.2, 0.2))
+    tree["sweep_0"]["DBZH"].plot(ax=ax2)  # the README's plain .plot(): needs sorted azimuths
     out = tmp_path / "sweep0.png"
     fig.savefig(out)
     plt.close(fig)

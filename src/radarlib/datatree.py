@@ -8,9 +8,12 @@ CfRadial 2.1 NetCDF writer (:mod:`radarlib.cfradial2`) and the Zarr writer
     tree["sweep_0"]["DBZH"]          # float32 (azimuth, range), NaN where masked
     tree["sweep_0"]["DBZH_status"]   # uint8 GateStatus: undetect (1) and nodata (2) kept apart
 
-Each sweep group has dimensions ``(azimuth, range)``: rays in acquisition order (first =
-ODIM ``a1gate``), as in the CF/Radial file; the range is the sweep's own gate window of
-the volume's range axis (``range`` differs between sweeps, FM 301 allows it). Coordinates
+Each sweep group has dimensions ``(azimuth, range)``: rays in azimuth order (row ``r`` =
+azimuth bin ``r``, centred at ``(r + 0.5) * 360 / nrays``: the BUFR rows as stored, as
+xradar's ODIM reader gives them, so ``azimuth`` is a sorted index and ``.plot()`` works);
+``time`` says when each ray was taken (the first ray acquired is row ``a1gate``, so times
+wrap once). The range is the sweep's own gate window of the volume's range axis (``range``
+differs between sweeps, FM 301 allows it). Coordinates
 ``time`` (datetime64 ray centres), ``azimuth``, ``elevation``, ``range``, ``latitude``,
 ``longitude``, ``altitude``; the FM 301 sweep variables ``sweep_number``, ``sweep_mode``,
 ``sweep_fixed_angle``, ``follow_mode``, ``prt_mode``. Each field carries the attributes of
@@ -51,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BlockSource",
     "VolumeGrid",
+    "azimuth_order",
     "build_datatree",
     "root_dataset",
     "sweep_dataset",
@@ -105,7 +109,8 @@ def sweep_dataset(
     """The ``sweep_<index>`` dataset; ``blocks(name, index)`` gives each field's arrays.
 
     ``values`` must be float32 with NaN where masked (or a lazy array of that), ``status``
-    the uint8 :class:`GateStatus` array, both ``(nrays, window)``.
+    the uint8 :class:`GateStatus` array, both ``(nrays, window)`` with rows in azimuth order
+    (:func:`azimuth_order`).
     """
     import xarray as xr
 
@@ -113,8 +118,9 @@ def sweep_dataset(
     lo, width = grid.gate_window(index)
     axis = grid.range_axis
     start = np.datetime64(grid_start(grid).replace(tzinfo=None), "ns")
-    seconds = geometry.ray_times(grid_start(grid))
+    seconds = azimuth_order(geometry.ray_times(grid_start(grid)), geometry.a1gate)
     times = start + np.round(seconds * 1e9).astype("timedelta64[ns]")
+    azimuths = (np.arange(geometry.nrays, dtype=np.float64) + 0.5) * (360.0 / geometry.nrays)
     time_attrs = coordinate_attrs("time")
     time_encoding = {k: time_attrs.pop(k) for k in _TIME_ENCODING_KEYS}
     time_encoding.update(units=f"seconds since {format_iso(grid_start(grid))}", dtype="float64")
@@ -126,7 +132,7 @@ def sweep_dataset(
     station = grid.station
     coords = {
         "time": time,
-        "azimuth": xr.Variable(("azimuth",), geometry.azimuths, coordinate_attrs("azimuth")),
+        "azimuth": xr.Variable(("azimuth",), azimuths, coordinate_attrs("azimuth")),
         "elevation": xr.Variable(
             ("azimuth",), np.full(geometry.nrays, geometry.elevation), coordinate_attrs("elevation")
         ),
@@ -158,6 +164,11 @@ def sweep_dataset(
     data["follow_mode"] = _scalar(FOLLOW_MODE)
     data["prt_mode"] = _scalar(PRT_MODE)
     return xr.Dataset(data, coords=coords)
+
+
+def azimuth_order(rays: Any, a1gate: int) -> Any:
+    """Rows of ``rays`` (acquisition order, first = row ``a1gate``) in azimuth order."""
+    return np.roll(rays, a1gate, axis=0) if a1gate else rays
 
 
 def grid_start(grid: VolumeGrid) -> Any:
@@ -249,7 +260,10 @@ def volume_to_datatree(volume: Volume, *, history: str | None = None) -> xr.Data
         rays = slice(geometry.ray_start, geometry.ray_start + geometry.nrays)
         status = fd.status[rays, lo : lo + width]
         values = np.where(status == GateStatus.VALID, fd.values[rays, lo : lo + width], np.nan)
-        return values.astype(np.float32, copy=False), status
+        a1gate = geometry.a1gate
+        return azimuth_order(values.astype(np.float32, copy=False), a1gate), azimuth_order(
+            status, a1gate
+        )
 
     def shifts(index: int) -> dict[str, float]:
         return {name: float(fd.range_shift[index]) for name, fd in volume.fields.items()}

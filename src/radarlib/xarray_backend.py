@@ -35,6 +35,7 @@ from xarray.core import indexing
 from radarlib.bufr.layout import DEFAULT_MAX_FILE_BYTES, BufrLayout
 from radarlib.bufr.model import GateStatus
 from radarlib.bufr.reader import scan_bufr
+from radarlib.datatree import azimuth_order
 from radarlib.vocabulary import SWEEP_GROUP
 
 __all__ = ["RmaBufrBackendEntrypoint", "open_rmabufr_datatree"]
@@ -61,7 +62,11 @@ class _SweepCache:
                 sweep = layout.sweep(index) if index < len(layout.sweeps) else None
                 values, status = sweep_block(self.plan, name, index, sweep)
                 values = np.where(status == GateStatus.VALID, values, np.float32(np.nan))
-                got = (values.astype(np.float32, copy=False), status)
+                a1gate = self.plan.sweeps[index].a1gate
+                got = (
+                    azimuth_order(values.astype(np.float32, copy=False), a1gate),
+                    azimuth_order(status, a1gate),
+                )
                 self.blocks[(name, index)] = got
                 self.decoded += 1
             return got
