@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from radarlib.bufr.layout import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_VOLUME_BYTES, BufrLayout
+from radarlib.bufr.layout import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_VOLUME_BYTES, Inflater
 from radarlib.bufr.model import BufrFile
 from radarlib.errors import BufrDecodeError, ConfigError, FileNameError, VolumeError
 from radarlib.export import DEFAULT_FORMATS, output_name, parse_formats
@@ -103,47 +103,55 @@ def decode_files(
     """Decode a volume's field files; a bad name, corrupt or oversized file is a VolumeError
     naming that file.
 
-    Every file is scanned first (metadata only) and its declared decoded size checked
-    against ``options``' per-file cap and, cumulatively, the per-volume cap; only then are
-    all their streams inflated, together, in one thread pool.
+    Each file is scanned (metadata only) and its declared decoded size checked against
+    ``options``' per-file cap and, cumulatively, the per-volume cap before any of its
+    streams is inflated; its streams are then inflated in a thread pool while the next
+    file is scanned (:class:`~radarlib.bufr.layout.Inflater`).
     """
-    from radarlib.bufr.layout import decode_all
-    from radarlib.bufr.reader import scan_bufr
+    from radarlib.bufr.layout import Inflater
 
     opts = options or ConvertOptions(root_resources=root_resources)
     resources = root_resources if root_resources is not None else opts.root_resources
-    per_volume = opts.max_decoded_bytes_per_volume
-    layouts: list[BufrLayout] = []
     total = 0
-    for raw in files:
-        path = Path(raw)
+    with Inflater(opts.decode_threads) as inflater:
+        for raw in files:
+            path = Path(raw)
+            try:
+                total = _scan_one(path, resources, opts, total, inflater)
+            except FileNameError as exc:
+                raise VolumeError(str(exc), source=path.name) from exc
+            except BufrDecodeError as exc:
+                raise VolumeError(f"cannot decode: {exc.reason}", source=path.name) from exc
+            except OSError as exc:
+                raise VolumeError(f"cannot read: {exc.strerror or exc}", source=path) from exc
         try:
-            BufrFileName.parse(path.name)
-            layout = scan_bufr(
-                path,
-                root_resources=resources,
-                max_decoded_bytes=opts.max_decoded_bytes_per_file,
-            )
-            total += layout.decoded_bytes
-            if per_volume is not None and total > per_volume:
-                raise BufrDecodeError(
-                    f"the volume's files declare {total / 2**20:.1f} MiB of decoded data with "
-                    f"this one, more than the {per_volume / 2**20:.0f} MiB allowed per volume "
-                    "(max_decoded_mb_per_volume); nothing was inflated",
-                    str(path),
-                )
-            layouts.append(layout)
-        except FileNameError as exc:
-            raise VolumeError(str(exc), source=path.name) from exc
-        except BufrDecodeError as exc:
-            raise VolumeError(f"cannot decode: {exc.reason}", source=path.name) from exc
-        except OSError as exc:
-            raise VolumeError(f"cannot read: {exc.strerror or exc}", source=path) from exc
-    try:
-        return decode_all(layouts, opts.decode_threads)
-    except BufrDecodeError as exc:
-        name = Path(exc.source).name if exc.source else "<bytes>"
-        raise VolumeError(f"cannot decode: {exc.reason}", source=name) from exc
+            return inflater.finish()
+        except BufrDecodeError as exc:  # a corrupt stream, found by the pool
+            name = Path(exc.source).name if exc.source else "<bytes>"
+            raise VolumeError(f"cannot decode: {exc.reason}", source=name) from exc
+
+
+def _scan_one(
+    path: Path, resources: Path | None, opts: ConvertOptions, total: int, inflater: Inflater
+) -> int:
+    """Scan one file, check both caps, queue its streams; returns the volume's running total."""
+    from radarlib.bufr.reader import scan_bufr
+
+    BufrFileName.parse(path.name)
+    layout = scan_bufr(
+        path, root_resources=resources, max_decoded_bytes=opts.max_decoded_bytes_per_file
+    )
+    total += layout.decoded_bytes
+    cap = opts.max_decoded_bytes_per_volume
+    if cap is not None and total > cap:
+        raise BufrDecodeError(
+            f"the volume's files declare {total / 2**20:.1f} MiB of decoded data with this "
+            f"one, more than the {cap / 2**20:.0f} MiB allowed per volume "
+            "(max_decoded_mb_per_volume); this file was not inflated",
+            str(path),
+        )
+    inflater.add(layout)
+    return total
 
 
 def load_volume(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_MAX_FILE_BYTES",
     "DEFAULT_MAX_VOLUME_BYTES",
     "BufrLayout",
+    "Inflater",
     "PendingQuantity",
     "SweepHead",
     "decode_all",
@@ -200,6 +201,56 @@ class BufrLayout:
         )
 
 
+class Inflater:
+    """Inflates the streams of layouts as they are added, in a thread pool, in the background.
+
+    A caller that scans a volume's files one by one adds each layout as soon as it is
+    scanned (and its size checked): the pool inflates file 1 while the caller scans file 2
+    (the scan holds the GIL, the inflate releases it). :meth:`finish` waits and returns the
+    decoded files in order; the first corrupt stream raises its :class:`BufrDecodeError`.
+    Use as a context manager so an error cancels what is still queued.
+    """
+
+    def __init__(self, threads: int | None = None) -> None:
+        workers = decode_threads() if threads is None else max(1, threads)
+        self._pool = ThreadPoolExecutor(workers) if workers > 1 else None
+        self._added: list[tuple[BufrLayout, list[Any]]] = []
+
+    def __enter__(self) -> Inflater:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the pool, dropping queued work."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def add(self, layout: BufrLayout) -> None:
+        """Queue every stream of ``layout`` (large ones to the pool, largest first)."""
+        quantities = [q for s in layout.sweeps for q in s.quantities]
+        slots: list[Any] = [None] * len(quantities)
+        order = sorted(range(len(quantities)), key=lambda i: -quantities[i].compressed_bytes)
+        label = layout.label
+        for i in order:
+            q = quantities[i]
+            if self._pool is not None and q.compressed_bytes >= _THREAD_MIN_BYTES:
+                slots[i] = self._pool.submit(q.inflate, label)
+        for i, q in enumerate(quantities):
+            if slots[i] is None:
+                slots[i] = q.inflate(label)
+        self._added.append((layout, slots))
+
+    def finish(self) -> list[BufrFile]:
+        """The decoded files, in the order added."""
+        files = []
+        for layout, slots in self._added:
+            inflated = [s.result() if isinstance(s, Future) else s for s in slots]
+            files.append(layout.assemble(inflated))
+        return files
+
+
 def decode_all(layouts: Sequence[BufrLayout], threads: int | None = None) -> list[BufrFile]:
     """Inflate every stream of ``layouts`` (one file or a volume's files) in one thread pool.
 
@@ -207,25 +258,7 @@ def decode_all(layouts: Sequence[BufrLayout], threads: int | None = None) -> lis
     streams, or ``threads=1``, are inflated inline. The first error (a corrupt stream)
     is raised as its :class:`BufrDecodeError` naming its file.
     """
-    jobs = [(layout, q) for layout in layouts for s in layout.sweeps for q in s.quantities]
-    workers = decode_threads() if threads is None else max(1, threads)
-    big = sum(1 for _, q in jobs if q.compressed_bytes >= _THREAD_MIN_BYTES)
-
-    def run(index: int) -> Quantity:
-        layout, quantity = jobs[index]
-        return quantity.inflate(layout.label)
-
-    if workers > 1 and big > 1:
-        order = sorted(range(len(jobs)), key=lambda i: -jobs[i][1].compressed_bytes)
-        with ThreadPoolExecutor(min(workers, big)) as pool:
-            done = dict(zip(order, pool.map(run, order), strict=True))
-        inflated = [done[i] for i in range(len(jobs))]
-    else:
-        inflated = [run(i) for i in range(len(jobs))]
-    files: list[BufrFile] = []
-    at = 0
-    for layout in layouts:
-        n = sum(len(s.quantities) for s in layout.sweeps)
-        files.append(layout.assemble(inflated[at : at + n]))
-        at += n
-    return files
+    with Inflater(threads) as inflater:
+        for layout in layouts:
+            inflater.add(layout)
+        return inflater.finish()
