@@ -21,7 +21,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from radarlib.cfradial import temporary_path
-from radarlib.durability import fsync_path
+from radarlib.durability import fsync_path, sync_files
 
 __all__ = ["atomic_dir", "atomic_file"]
 
@@ -44,10 +44,17 @@ def atomic_file(final: Path, *, fsync: bool = True) -> Iterator[Path]:
 
 
 def _fsync_tree(root: Path) -> None:
-    for folder, _dirs, files in os.walk(root):
-        for name in files:
-            fsync_path(Path(folder) / name)
-        fsync_path(Path(folder), directory=True)
+    """Make every file of a store durable in one burst (:func:`sync_files`), then its folders."""
+    files: list[Path] = []
+    folders: list[Path] = []
+    for folder, _dirs, names in os.walk(root):
+        folders.append(Path(folder))
+        files.extend(Path(folder) / name for name in names)
+    for error in sync_files(files):
+        if error is not None:
+            raise error
+    for folder in reversed(folders):
+        fsync_path(folder, directory=True)
 
 
 @contextmanager

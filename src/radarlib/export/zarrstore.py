@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from radarlib.export.atomic import atomic_dir
 
@@ -27,6 +27,20 @@ if TYPE_CHECKING:
     from radarlib.volume import Volume
 
 __all__ = ["write_zarr"]
+
+
+def _sweep_chunks(tree: Any) -> dict[str, Any]:
+    """One chunk per sweep and field (a sweep is read whole; fewer, larger objects)."""
+    encoding: dict[str, Any] = {}
+    for node in tree.subtree:
+        per = {
+            str(name): {**var.encoding, "chunks": var.shape}
+            for name, var in node.ds.data_vars.items()
+            if var.ndim == 2 and all(var.shape)
+        }
+        if per:
+            encoding[node.path] = per
+    return encoding
 
 
 def write_zarr(
@@ -40,7 +54,7 @@ def write_zarr(
     from radarlib.datatree import volume_to_datatree
 
     try:
-        import zarr  # noqa: F401
+        import zarr
     except ImportError as exc:
         raise ImportError(
             "the zarr output needs the zarr package: pip install 'radarlib[zarr]'"
@@ -48,5 +62,9 @@ def write_zarr(
     final = Path(path)
     tree = volume_to_datatree(volume, history=history)
     with atomic_dir(final, fsync=fsync) as tmp:
-        tree.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
+        # consolidated once at the end, not once per group as xarray would
+        tree.to_zarr(
+            tmp, mode="w", consolidated=False, zarr_format=2, encoding=_sweep_chunks(tree)
+        )
+        zarr.consolidate_metadata(str(tmp), zarr_format=2)
     return final
