@@ -268,3 +268,50 @@ def test_cli_convert_format_option(samples_dir: Path, tmp_path: Path) -> None:
     assert "sweep_4" in tree.children
     bad = subprocess.run([*cmd, "--format", "odim,hdf"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown output format 'hdf'" in bad.stderr
+
+
+def test_worker_job_and_daemon_config_carry_the_formats(samples_dir: Path, tmp_path: Path) -> None:
+    from radarlib.pipeline.processing import ProcessingDaemonConfig
+    from radarlib.pipeline.workers import ConversionJob, run_job
+    from radarlib.volume_types import DEFAULT_VOLUME_TYPES
+
+    config = ProcessingDaemonConfig(
+        local_bufr_dir=tmp_path / "bufr",
+        local_netcdf_dir=tmp_path / "nc",
+        state_db=tmp_path / "state.db",
+        volume_types=DEFAULT_VOLUME_TYPES,
+        radar_code="RMA11",
+        output_formats=["zarr", "odim"],
+        max_decoded_mb_per_file=64,
+    )
+    assert config.output_formats == ("odim", "zarr")
+    with pytest.raises(ConfigError, match="output_formats"):
+        ProcessingDaemonConfig(
+            local_bufr_dir=tmp_path,
+            local_netcdf_dir=tmp_path,
+            state_db=tmp_path / "s.db",
+            volume_types=DEFAULT_VOLUME_TYPES,
+            radar_code="RMA11",
+            output_formats=["gif"],
+        )
+    files = tuple(str(p) for p in sorted((samples_dir / "RMA11").glob("RMA11_0315_02_*.BUFR")))
+    job = ConversionJob(
+        volume_id="RMA11_0315_02_2025-10-20T15:24:29Z",
+        files=files,
+        output_dir=str(tmp_path / "nc"),
+        output_formats=config.output_formats,
+    )
+    outcome = run_job(job)
+    assert outcome.ok, outcome.error
+    stem = "RMA11_0315_02_20251020T152429Z"
+    assert outcome.netcdf_path == str(tmp_path / "nc" / f"{stem}.h5")
+    assert sorted(p.name for p in (tmp_path / "nc").iterdir()) == [f"{stem}.h5", f"{stem}.zarr"]
+    tight = run_job(
+        ConversionJob(
+            volume_id=job.volume_id,
+            files=files,
+            output_dir=str(tmp_path / "nc2"),
+            max_decoded_mb_per_file=1,
+        )
+    )
+    assert not tight.ok and "allowed per file" in (tight.error or "")

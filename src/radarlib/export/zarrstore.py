@@ -63,8 +63,6 @@ def write_zarr(
     tree = volume_to_datatree(volume, history=history)
     with atomic_dir(final, fsync=fsync) as tmp:
         # consolidated once at the end, not once per group as xarray would
-        tree.to_zarr(
-            tmp, mode="w", consolidated=False, zarr_format=2, encoding=_sweep_chunks(tree)
-        )
+        tree.to_zarr(tmp, mode="w", consolidated=False, zarr_format=2, encoding=_sweep_chunks(tree))
         zarr.consolidate_metadata(str(tmp), zarr_format=2)
     return final
