@@ -33,6 +33,7 @@ from radarlib.bufr.model import GateStatus, Station
 from radarlib.filename import VolumeKey, format_iso
 from radarlib.vocabulary import (
     CFRADIAL2_CONVENTIONS,
+    CFRADIAL2_METADATA_GROUPS,
     CFRADIAL2_VERSION,
     FILL_VALUE,
     FOLLOW_MODE,
@@ -240,7 +241,7 @@ def build_datatree(
     import xarray as xr
 
     nodes: dict[str, xr.Dataset] = {"/": root_dataset(grid, sources, history)}
-    for group in ("radar_parameters", "georeferencing_correction", "radar_calibration"):
+    for group in CFRADIAL2_METADATA_GROUPS:
         nodes[f"/{group}"] = xr.Dataset()
     for i in range(len(grid.sweeps)):
         nodes[f"/{SWEEP_GROUP.format(i)}"] = sweep_dataset(

@@ -24,6 +24,7 @@ from radarlib.bufr.model import GateStatus
 
 __all__ = [
     "CFRADIAL2_CONVENTIONS",
+    "CFRADIAL2_METADATA_GROUPS",
     "CFRADIAL2_VERSION",
     "CF_RADIAL_VERSION",
     "CONVENTIONS",
@@ -32,12 +33,16 @@ __all__ = [
     "FOLLOW_MODE",
     "INSTRUMENT_TYPE",
     "ODIM_CONVENTIONS",
+    "ODIM_IMAGE_ATTRS",
     "ODIM_NODATA",
+    "ODIM_OBJECT",
+    "ODIM_PRODUCT",
     "ODIM_UNDETECT",
     "ODIM_VERSION",
     "PLATFORM_TYPE",
     "PRIMARY_AXIS",
     "PRT_MODE",
+    "SOFTWARE",
     "STATUS_SUFFIX",
     "STRING_LENGTH",
     "SWEEP_GROUP",
@@ -83,6 +88,15 @@ ODIM_VERSION = "H5rad 2.3"
 #: (not scanned, or no gate there): the float32 extremes, which no radar value reaches.
 ODIM_UNDETECT: float = float(-np.finfo(np.float32).max)
 ODIM_NODATA: float = float(np.finfo(np.float32).max)
+#: ODIM ``what/object`` of a polar volume and ``what/product`` of each of its sweeps.
+ODIM_OBJECT = "PVOL"
+ODIM_PRODUCT = "SCAN"
+#: HDF5 image attributes ODIM puts on every ``data`` array.
+ODIM_IMAGE_ATTRS: dict[str, str] = {"CLASS": "IMAGE", "IMAGE_VERSION": "1.2"}
+#: ODIM ``how/software`` of the files radarlib writes.
+SOFTWARE = "radarlib"
+#: The FM 301 metadata groups beside the sweeps (empty: RMA BUFR does not carry them).
+CFRADIAL2_METADATA_GROUPS = ("radar_parameters", "georeferencing_correction", "radar_calibration")
 
 
 @dataclass(frozen=True)

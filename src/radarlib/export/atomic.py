@@ -47,14 +47,14 @@ def _fsync_tree(root: Path) -> None:
     """Make every file of a store durable in one burst (:func:`sync_files`), then its folders."""
     files: list[Path] = []
     folders: list[Path] = []
-    for folder, _dirs, names in os.walk(root):
-        folders.append(Path(folder))
-        files.extend(Path(folder) / name for name in names)
+    for top, _dirs, names in os.walk(root):
+        folders.append(Path(top))
+        files.extend(Path(top) / name for name in names)
     for error in sync_files(files):
         if error is not None:
             raise error
-    for folder in reversed(folders):
-        fsync_path(folder, directory=True)
+    for one in reversed(folders):
+        fsync_path(one, directory=True)
 
 
 @contextmanager

@@ -38,9 +38,13 @@ from radarlib.bufr.model import GateStatus
 from radarlib.export.atomic import atomic_file
 from radarlib.vocabulary import (
     ODIM_CONVENTIONS,
+    ODIM_IMAGE_ATTRS,
     ODIM_NODATA,
+    ODIM_OBJECT,
+    ODIM_PRODUCT,
     ODIM_UNDETECT,
     ODIM_VERSION,
+    SOFTWARE,
     odim_source,
 )
 
@@ -107,7 +111,7 @@ def _write(h5: Any, volume: Volume, level: int) -> None:
     _attrs(
         h5.create_group("what"),
         {
-            "object": "PVOL",
+            "object": ODIM_OBJECT,
             "version": ODIM_VERSION,
             "date": date,
             "time": time,
@@ -121,7 +125,7 @@ def _write(h5: Any, volume: Volume, level: int) -> None:
     _attrs(
         h5.create_group("how"),
         {
-            "software": "radarlib",
+            "software": SOFTWARE,
             "sw_version": __version__,
             "task": f"{key.strategy}/{key.volume_number}",
             "startepochs": min(epochs_start),
@@ -142,7 +146,7 @@ def _write(h5: Any, volume: Volume, level: int) -> None:
         _attrs(
             ds.create_group("what"),
             {
-                "product": "SCAN",
+                "product": ODIM_PRODUCT,
                 "startdate": sdate,
                 "starttime": stime,
                 "enddate": edate,
@@ -186,8 +190,7 @@ def _write(h5: Any, volume: Volume, level: int) -> None:
             shape = values.shape
             chunks = shape if (level > 0 and all(shape)) else None
             data = group.create_dataset("data", data=values, chunks=chunks, **compress)
-            data.attrs["CLASS"] = _str("IMAGE")
-            data.attrs["IMAGE_VERSION"] = _str("1.2")
+            _attrs(data, dict(ODIM_IMAGE_ATTRS))
             shift = float(volume.fields[name].range_shift[i])
             if np.isfinite(shift):
                 _attrs(group.create_group("how"), {"range_shift": shift})
