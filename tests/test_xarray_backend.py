@@ -49,7 +49,7 @@ def test_open_dataset_is_lazy_and_gate_exact(rma11_dir: Path) -> None:
     assert np.array_equal(status, kind)
     assert ds["sweep_fixed_angle"].item() == np.float32(sweep.elevation)
     assert ds.indexes["azimuth"].is_monotonic_increasing  # azimuth order, as xradar's ODIM
-    assert int(ds["time"].argmin()) == sweep.a1gate  # the first ray acquired is row a1gate
+    assert int(np.argmin(ds["time"].values)) == sweep.a1gate  # the first ray acquired is row a1gate
     ds.close()
     assert cache.blocks == {}
 
