@@ -78,6 +78,9 @@ def test_backend_conventions(rma11_dir: Path) -> None:
             "DBZH"
         ].values,
     )
+    tree = xr.open_datatree(rma11_dir / DBZH, engine=RmaBufrBackendEntrypoint)
+    assert "sweep_14" in tree.children and "DBZH" in tree["sweep_14"].ds
+    assert tree["sweep_0"]["DBZH"].shape == (360, 653)
     with pytest.raises(ValueError, match=r"sweeps 0\.\.14"):
         xr.open_dataset(rma11_dir / DBZH, engine=RmaBufrBackendEntrypoint, group="sweep_15")
 

@@ -221,6 +221,20 @@ class RmaBufrBackendEntrypoint(BackendEntrypoint):
         ds.set_close(cache.clear)
         return ds
 
-    def open_datatree(self, filename_or_obj: Any, **kwargs: Any) -> xr.DataTree:
-        """The whole file as a DataTree (:func:`open_rmabufr_datatree`)."""
-        return open_rmabufr_datatree(os.fspath(filename_or_obj), **kwargs)
+    def open_datatree(
+        self,
+        filename_or_obj: Any,
+        *,
+        drop_variables: str | Iterable[str] | None = None,
+        max_decoded_bytes: int | None = DEFAULT_MAX_FILE_BYTES,
+        **kwargs: Any,
+    ) -> xr.DataTree:
+        """The whole file as a DataTree (:func:`open_rmabufr_datatree`), for
+        ``xr.open_datatree(path, engine="rmabufr")``."""
+        tree = open_rmabufr_datatree(
+            os.fspath(filename_or_obj), max_decoded_bytes=max_decoded_bytes
+        )
+        if drop_variables is not None:
+            drop = [drop_variables] if isinstance(drop_variables, str) else list(drop_variables)
+            tree = tree.map_over_datasets(lambda ds: ds.drop_vars(drop, errors="ignore"))
+        return tree
