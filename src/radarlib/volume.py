@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from radarlib.bufr.model import BufrFile, GateStatus, Station, Sweep, classify
+from radarlib.bufr.model import BufrFile, GateStatus, Station, Sweep
 from radarlib.errors import VolumeError
 from radarlib.filename import BufrFileName, VolumeKey
 from radarlib.vocabulary import FIELD_VOCABULARY, FILL_VALUE
@@ -398,28 +398,49 @@ def _fill_sweep(
             f"({sweep.nrays}, {sweep.ngates})",
             source=source,
         )
-    rolled = np.roll(data, -geometry.a1gate, axis=0) if geometry.a1gate else data
-    status = classify(rolled)
-    valid = status == GateStatus.VALID
-    status[valid & ~np.isfinite(rolled)] = GateStatus.NAN  # ±inf: an artefact like NaN
-    valid = status == GateStatus.VALID
-    rays = slice(geometry.ray_start, geometry.ray_start + geometry.nrays)
+    # Stored ray j is BUFR row (a1gate + j) % nrays: rows a1gate.. first, then 0..a1gate-1.
+    # The two runs of rows are placed as views (no rolled copy of the payload).
+    a1 = geometry.a1gate
+    runs = [(data[a1:], geometry.ray_start), (data[:a1], geometry.ray_start + sweep.nrays - a1)]
     gates = slice(gate0, gate0 + sweep.ngates)
-    block = out_values[rays, gates]
-    np.copyto(block, rolled, casting="unsafe", where=valid)
-    out_status[rays, gates] = status
-    stored = block[valid]
-    if np.any(stored == FILL_VALUE):
+    inexact = 0
+    for part, start in runs:
+        if part.shape[0]:
+            rows = slice(start, start + part.shape[0])
+            inexact += _place(part, out_values[rows, gates], out_status[rows, gates])
+    if inexact < 0:
         raise VolumeError(
             f"sweep {geometry.number}: a valid value equals the fill value {FILL_VALUE}",
             source=source,
         )
-    inexact = int(np.count_nonzero(stored.astype(np.float64) != rolled[valid]))
     if inexact:
         warnings.append(
             f"{name} sweep {geometry.number}: {inexact} valid values are not exact in float32 "
             "and were rounded"
         )
+
+
+_DBL_MAX = np.finfo(np.float64).max
+
+
+def _place(
+    part: npt.NDArray[np.float64], block: npt.NDArray[np.float32], status: npt.NDArray[np.uint8]
+) -> int:
+    """Classify ``part`` into ``status`` and copy its valid gates into ``block`` (float32).
+
+    Returns how many valid values were rounded by the float32 cast, or -1 when a valid value
+    equals the fill value. Valid = finite and not a ±DBL_MAX sentinel (NaN and ±inf are
+    artefacts: status NAN), computed as ``|x| < DBL_MAX`` in one pass.
+    """
+    valid = np.abs(part) < _DBL_MAX
+    status[...] = GateStatus.NAN
+    status[valid] = GateStatus.VALID
+    status[part == -_DBL_MAX] = GateStatus.UNDETECT
+    status[part == _DBL_MAX] = GateStatus.NODATA
+    np.copyto(block, part, casting="unsafe", where=valid)
+    if np.any((block == FILL_VALUE) & valid):
+        return -1
+    return int(np.count_nonzero((block != part) & valid))
 
 
 def _field_data(
