@@ -214,9 +214,10 @@ def _filled(data: Any, fill: Any) -> np.ndarray:
     values = np.ma.getdata(data)
     if fill is None or not isinstance(data, np.ma.MaskedArray) or data.mask is np.ma.nomask:
         return values
-    held = values[np.ma.getmaskarray(data)]
-    if values.dtype.kind in "fiu" and bool((held == np.asarray(fill).astype(values.dtype)).all()):
-        return values
+    if values.dtype.kind in "fiu":
+        differs = values != np.asarray(fill).astype(values.dtype)
+        if not np.logical_and(differs, np.ma.getmaskarray(data), out=differs).any():
+            return values
     return np.ma.filled(data, fill)
 
 
