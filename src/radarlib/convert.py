@@ -18,21 +18,26 @@ releases the GIL), after their declared decoded size has been checked against th
 per-file and per-volume caps (:class:`ConvertOptions`), before anything is inflated.
 
 Every failure is a :class:`~radarlib.errors.VolumeError` naming the file and the reason
-(a :class:`~radarlib.errors.BufrDecodeError` of a corrupt field file is wrapped).
+(a :class:`~radarlib.errors.BufrDecodeError` of a corrupt field file is wrapped). With
+``ConvertOptions(on_bad_field="drop")`` a field file that cannot be decoded is left out
+instead: the volume is written with its good fields, and the dropped ones and their errors
+are listed in ``ConversionResult.bad_fields`` and in the file's global attributes.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from radarlib.bufr.layout import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_VOLUME_BYTES, Inflater
 from radarlib.bufr.model import BufrFile
 from radarlib.errors import BufrDecodeError, ConfigError, FileNameError, VolumeError
 from radarlib.export import DEFAULT_FORMATS, output_name, parse_formats
 from radarlib.filename import BufrFileName
+from radarlib.vocabulary import DROPPED_FIELD_ERRORS_ATTR, DROPPED_FIELDS_ATTR
 from radarlib.volume import Volume, assemble_volume
 
 __all__ = [
@@ -52,6 +57,8 @@ class ConvertOptions:
     compression_level: int = 4  #: NetCDF-4 zlib level 0-9 (also ODIM gzip, CfRadial2)
     root_resources: Path | None = None  #: extra BUFR tables for the decoder
     elevation_tolerance: float = 0.5  #: degrees, when matching sweeps across fields
+    #: a field file that cannot be decoded: fail the volume, or write the volume without it
+    on_bad_field: Literal["drop", "fail"] = "fail"
     #: output formats written for each volume (:data:`radarlib.export.FORMATS`)
     formats: tuple[str, ...] = DEFAULT_FORMATS
     #: cap on the declared decoded bytes of one BUFR file (None: no cap)
@@ -62,6 +69,10 @@ class ConvertOptions:
     decode_threads: int | None = None
 
     def __post_init__(self) -> None:
+        if self.on_bad_field not in ("drop", "fail"):
+            raise ConfigError(
+                "on_bad_field", f"must be 'drop' or 'fail', got {self.on_bad_field!r}"
+            )
         level = self.compression_level
         if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
             raise ConfigError("compression_level", f"must be an integer 0-9, got {level!r}")
@@ -92,6 +103,8 @@ class ConversionResult:
     warnings: tuple[str, ...]
     #: every output written, by format
     paths: dict[str, Path] = field(default_factory=dict)
+    #: ``(field, file name, error)`` of each field file left out (``on_bad_field="drop"``)
+    bad_fields: tuple[tuple[str, str, str], ...] = ()
 
 
 def decode_files(
@@ -99,6 +112,7 @@ def decode_files(
     *,
     root_resources: Path | None = None,
     options: ConvertOptions | None = None,
+    bad: list[tuple[str, str, str]] | None = None,
 ) -> list[BufrFile]:
     """Decode a volume's field files; a bad name, corrupt or oversized file is a VolumeError
     naming that file.
@@ -107,12 +121,18 @@ def decode_files(
     ``options``' per-file cap and, cumulatively, the per-volume cap before any of its
     streams is inflated; its streams are then inflated in a thread pool while the next
     file is scanned (:class:`~radarlib.bufr.layout.Inflater`).
+
+    With a ``bad`` list, a file that cannot be decoded (or is refused by a cap) is appended
+    to it as ``(field, file name, error)`` and left out instead (unless no file can be
+    decoded).
     """
     from radarlib.bufr.layout import Inflater
 
     opts = options or ConvertOptions(root_resources=root_resources)
     resources = root_resources if root_resources is not None else opts.root_resources
     total = 0
+    queued: list[Path] = []
+    decoded: list[BufrFile] = []
     with Inflater(opts.decode_threads) as inflater:
         for raw in files:
             path = Path(raw)
@@ -121,14 +141,27 @@ def decode_files(
             except FileNameError as exc:
                 raise VolumeError(str(exc), source=path.name) from exc
             except BufrDecodeError as exc:
-                raise VolumeError(f"cannot decode: {exc.reason}", source=path.name) from exc
+                _bad_file(path, exc, bad)
+                continue
             except OSError as exc:
                 raise VolumeError(f"cannot read: {exc.strerror or exc}", source=path) from exc
-        try:
-            return inflater.finish()
-        except BufrDecodeError as exc:  # a corrupt stream, found by the pool
-            name = Path(exc.source).name if exc.source else "<bytes>"
-            raise VolumeError(f"cannot decode: {exc.reason}", source=name) from exc
+            queued.append(path)
+        for path, outcome in zip(queued, inflater.results(), strict=True):
+            if isinstance(outcome, BufrDecodeError):  # a corrupt stream, found by the pool
+                _bad_file(path, outcome, bad)
+            else:
+                decoded.append(outcome)
+    if bad and not decoded:
+        raise VolumeError("no field file could be decoded: " + "; ".join(e for *_, e in bad))
+    return decoded
+
+
+def _bad_file(path: Path, exc: BufrDecodeError, bad: list[tuple[str, str, str]] | None) -> None:
+    """Raise the VolumeError of an undecodable file, or record it in ``bad`` (drop mode)."""
+    error = VolumeError(f"cannot decode: {exc.reason}", source=path.name)
+    if bad is None:
+        raise error from exc
+    bad.append((BufrFileName.parse(path.name).field, path.name, str(error)))
 
 
 def _scan_one(
@@ -159,20 +192,28 @@ def load_volume(
     *,
     options: ConvertOptions | None = None,
     expected_fields: Sequence[str] | None = None,
+    bad: list[tuple[str, str, str]] | None = None,
 ) -> Volume:
     """Decode and assemble the field files of one volume (no Py-ART, no writing)."""
     opts = options or ConvertOptions()
     return assemble_volume(
-        decode_files(files, options=opts),
+        decode_files(files, options=opts, bad=bad),
         elevation_tolerance=opts.elevation_tolerance,
         expected_fields=expected_fields,
     )
 
 
 def write_outputs(
-    volume: Volume, output_dir: str | Path, options: ConvertOptions
+    volume: Volume,
+    output_dir: str | Path,
+    options: ConvertOptions,
+    *,
+    attrs: Mapping[str, str] | None = None,
 ) -> dict[str, Path]:
-    """Write ``volume`` in every format of ``options`` into ``output_dir`` (each atomically)."""
+    """Write ``volume`` in every format of ``options`` into ``output_dir`` (each atomically).
+
+    ``attrs`` are extra global attributes (e.g. the dropped fields), in every format.
+    """
     from radarlib.radar import history_line
 
     out_dir = Path(output_dir)
@@ -188,19 +229,22 @@ def write_outputs(
                 from radarlib.radar import volume_to_radar
 
                 radar = volume_to_radar(volume, history=history)
+                radar.metadata.update(attrs or {})
                 write_cfradial(radar, target, compression_level=level)
             elif fmt == "odim":
                 from radarlib.export.odim import write_odim
 
-                write_odim(volume, target, compression_level=level)
+                write_odim(volume, target, compression_level=level, attrs=attrs)
             elif fmt == "cfradial2":
                 from radarlib.export.cfradial2 import write_cfradial2
 
-                write_cfradial2(volume, target, compression_level=level, history=history)
+                write_cfradial2(
+                    volume, target, compression_level=level, history=history, attrs=attrs
+                )
             else:
                 from radarlib.export.zarrstore import write_zarr
 
-                write_zarr(volume, target, history=history)
+                write_zarr(volume, target, history=history, attrs=attrs)
         except OSError as exc:
             raise VolumeError(f"cannot write {fmt}: {exc}", source=target) from exc
         paths[fmt] = target
@@ -223,8 +267,13 @@ def convert_volume(
     opts = options or ConvertOptions()
     if not files:
         raise VolumeError("no field files given")
-    volume = load_volume(files, options=opts, expected_fields=expected_fields)
-    paths = write_outputs(volume, output_dir, opts)
+    bad: list[tuple[str, str, str]] | None = [] if opts.on_bad_field == "drop" else None
+    volume = load_volume(files, options=opts, expected_fields=expected_fields, bad=bad)
+    attrs: dict[str, str] = {}
+    if bad:
+        attrs[DROPPED_FIELDS_ATTR] = ", ".join(f for f, *_ in bad)
+        attrs[DROPPED_FIELD_ERRORS_ATTR] = "\n".join(f"{f}: {e}" for f, _, e in bad)
+    paths = write_outputs(volume, output_dir, opts, attrs=attrs)
     return ConversionResult(
         volume_id=volume.key.volume_id,
         path=next(iter(paths.values())),
@@ -236,4 +285,5 @@ def convert_volume(
         seconds=time.perf_counter() - began,
         warnings=volume.warnings,
         paths=paths,
+        bad_fields=tuple(bad or ()),
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,13 @@ from radarlib.errors import ConfigError
 from radarlib.filename import BufrFileName
 
 __all__ = [
+    "DEFAULT_MAX_AGE_MINUTES",
     "DatabaseStatus",
+    "HealthReport",
+    "RadarHealth",
     "RadarStatus",
     "collect_status",
+    "healthz",
     "named_file",
     "require_database",
     "status_targets",
@@ -52,6 +57,41 @@ class DatabaseStatus:
     incomplete: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     download_failures: list[dict[str, Any]] = field(default_factory=list)
+    #: problems the daemons recorded for an operator: ``config`` (a volume_types field no
+    #: radar produces), ``unknown_field`` (a file with a field radarlib does not know), …
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    #: field files left out of written volumes (``on_bad_field = "drop"``), newest first
+    dropped_fields: list[dict[str, Any]] = field(default_factory=list)
+
+
+#: default of ``[health] max_age_minutes``: a radar whose newest file is older is unhealthy
+DEFAULT_MAX_AGE_MINUTES = 30.0
+
+
+@dataclass
+class RadarHealth:
+    """Whether one radar's data is fresh: its newest download and how old it is."""
+
+    radar: str
+    healthy: bool
+    last_download: str | None
+    age_minutes: float | None
+    reason: str | None = None
+
+
+@dataclass
+class HealthReport:
+    """``/healthz`` data: healthy only when every radar is (503 naming the others)."""
+
+    healthy: bool
+    max_age_minutes: float
+    radars: list[RadarHealth] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def unhealthy(self) -> list[RadarHealth]:
+        """The radars that make the report unhealthy."""
+        return [r for r in self.radars if not r.healthy]
 
 
 _DOWNLOAD_FAILURE_KEYS = (
@@ -136,10 +176,60 @@ def collect_status(
                 entry = _volume_brief(row)
                 entry["file"] = named_file(row.get("error_message"))
                 result.failures.append(entry)
+            result.problems += tracker.get_problems(radar)[:limit]
+            result.dropped_fields += tracker.get_dropped_fields(radar, limit=limit)
     for rows in (result.failures, result.download_failures):
         rows.sort(key=lambda r: str(r.get("updated_at") or ""), reverse=True)
         del rows[limit:]
     return result
+
+
+def healthz(
+    targets: Sequence[tuple[Path, Sequence[str] | None]],
+    *,
+    max_age_minutes: float = DEFAULT_MAX_AGE_MINUTES,
+    now: datetime | None = None,
+) -> HealthReport:
+    """Per radar: healthy when its newest downloaded file is at most ``max_age_minutes`` old.
+
+    A radar that never downloaded anything is unhealthy, and so is every radar of a database
+    that cannot be read (listed in ``errors``). ``targets`` are ``(database, radars)`` pairs
+    as :func:`status_targets` returns them (``None``: every radar the database knows).
+    """
+    from radarlib.filename import parse_iso
+    from radarlib.state.sqlite import SQLiteStateTracker
+
+    moment = now or datetime.now(timezone.utc)
+    report = HealthReport(healthy=True, max_age_minutes=float(max_age_minutes))
+    for db_path, radars in targets:
+        try:
+            require_database(db_path)
+            with SQLiteStateTracker(db_path) as tracker:
+                chosen = list(radars) if radars else tracker.radar_codes()
+                summaries = {code: tracker.download_summary(code) for code in chosen}
+        except Exception as exc:  # the database itself is the problem
+            report.errors.append(f"{db_path}: {exc}")
+            for code in radars or ():
+                report.radars.append(
+                    RadarHealth(code, False, None, None, f"state database unreadable: {exc}")
+                )
+            continue
+        for code, (_, last) in summaries.items():
+            if last is None:
+                report.radars.append(
+                    RadarHealth(code, False, None, None, "has never downloaded anything")
+                )
+                continue
+            age = (moment - parse_iso(last)).total_seconds() / 60.0
+            fresh = age <= max_age_minutes
+            reason = (
+                None
+                if fresh
+                else (f"newest file downloaded {age:.0f} min ago (limit {max_age_minutes:g} min)")
+            )
+            report.radars.append(RadarHealth(code, fresh, last, round(age, 1), reason))
+    report.healthy = not report.errors and all(r.healthy for r in report.radars)
+    return report
 
 
 def status_targets(

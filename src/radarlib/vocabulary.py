@@ -28,6 +28,8 @@ __all__ = [
     "CFRADIAL2_VERSION",
     "CF_RADIAL_VERSION",
     "CONVENTIONS",
+    "DROPPED_FIELDS_ATTR",
+    "DROPPED_FIELD_ERRORS_ATTR",
     "FIELD_VOCABULARY",
     "FILL_VALUE",
     "FOLLOW_MODE",
@@ -71,6 +73,10 @@ PRIMARY_AXIS = "axis_z"
 INSTRUMENT_TYPE = "radar"
 #: Length of the ``string_length`` dimension for character variables.
 STRING_LENGTH = 32
+#: Global attributes naming the field files left out of a volume (``on_bad_field = "drop"``)
+#: and why: ``DBZV`` and ``DBZV: RMA1_0315_01_DBZV_….BUFR: cannot decode: …`` (one per line).
+DROPPED_FIELDS_ATTR = "dropped_fields"
+DROPPED_FIELD_ERRORS_ATTR = "dropped_field_errors"
 
 #: CfRadial 2.1 / WMO FM 301 (one group per sweep, xradar's DataTree layout).
 CFRADIAL2_CONVENTIONS = "Cf/Radial-2.1"

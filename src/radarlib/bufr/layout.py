@@ -17,7 +17,7 @@ against (:data:`DEFAULT_MAX_FILE_BYTES`, :data:`DEFAULT_MAX_VOLUME_BYTES`).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -243,12 +243,22 @@ class Inflater:
         self._added.append((layout, slots))
 
     def finish(self) -> list[BufrFile]:
-        """The decoded files, in the order added."""
+        """The decoded files, in the order added; the first corrupt stream raises."""
         files = []
-        for layout, slots in self._added:
-            inflated = [s.result() if isinstance(s, Future) else s for s in slots]
-            files.append(layout.assemble(inflated))
+        for outcome in self.results():
+            if isinstance(outcome, BufrDecodeError):
+                raise outcome
+            files.append(outcome)
         return files
+
+    def results(self) -> Iterator[BufrFile | BufrDecodeError]:
+        """Each added file, in order: decoded, or the error of its first corrupt stream."""
+        for layout, slots in self._added:
+            try:
+                inflated = [s.result() if isinstance(s, Future) else s for s in slots]
+                yield layout.assemble(inflated)
+            except BufrDecodeError as exc:
+                yield exc
 
 
 def decode_all(layouts: Sequence[BufrLayout], threads: int | None = None) -> list[BufrFile]:

@@ -5,15 +5,19 @@
 
 One task pair (download daemon, processing daemon) per enabled radar shares one event loop;
 SIGINT or SIGTERM calls ``stop()`` on every daemon and the command exits 0 once they have shut
-down cleanly (a second signal cancels them). A daemon that dies of an error is logged with
-its radar while the others go on; the exit code is then 1. ``--only`` runs one kind of daemon,
-so downloads and processing can live in separate processes (or hosts) on a shared state DB.
+down cleanly (a second signal cancels them). A daemon that ends with an error (wrong FTP
+credentials, a missing remote path, a bug) is logged with its radar, the other daemons are
+stopped and the command exits 1; a configuration it refuses before starting exits 2.
+Transient trouble (network, full disk, busy database) is retried inside the daemons.
+``--only`` runs one kind of daemon, so downloads and processing can live in separate
+processes (or hosts) on a shared state DB; ``--only processing`` needs no FTP password.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from typing import Any
 
@@ -21,7 +25,7 @@ from radarlib.cli import add_command
 from radarlib.config import Config, load_config
 from radarlib.errors import ConfigError
 from radarlib.logsetup import setup_logging
-from radarlib.pipeline.supervisor import Pipeline, Role, run_pipeline
+from radarlib.pipeline.supervisor import EXIT_CONFIG, Pipeline, Role, run_pipeline
 
 __all__ = ["add_logging_arguments", "register"]
 
@@ -30,7 +34,7 @@ def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
     """``--log-level`` and ``--log-format``, overriding the config file's [logging] table."""
     parser.add_argument(
         "--log-level",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
         type=str.upper,
         help="log level (default: the config's logging.level, else INFO)",
     )
@@ -50,17 +54,21 @@ def configure_logging(args: argparse.Namespace, config: Config | None) -> None:
 
 def _handle(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.config)
+        # processing alone never talks to FTP: it needs no password
+        config = load_config(args.config, resolve_secrets=args.only != "processing")
     except ConfigError as exc:
         print(f"radarlib run: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     configure_logging(args, config)
     roles: tuple[Role, ...] = (args.only,) if args.only else ("download", "processing")
+    if "processing" not in roles:  # else each processing daemon warns (and records it)
+        for warning in config.warnings:
+            logging.getLogger("radarlib.run").warning("configuration: %s", warning)
     try:
         pipeline = Pipeline(config, radars=args.radar, roles=roles)
     except ConfigError as exc:
         print(f"radarlib run: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     return asyncio.run(run_pipeline(pipeline))
 
 

@@ -43,6 +43,10 @@ def parse_formats(value: str | Iterable[str], key: str = "output_formats") -> tu
 
     :class:`ConfigError` under ``key`` for an empty list or an unknown name.
     """
+    if not isinstance(value, (str, list, tuple)):  # a TOML value may be anything
+        raise ConfigError(
+            key, f'must be a list of formats such as ["cfradial", "odim"], got {value!r}'
+        )
     items = value.split(",") if isinstance(value, str) else list(value)
     names: list[str] = []
     for item in items:

@@ -21,7 +21,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from radarlib.cfradial import temporary_path
-from radarlib.durability import fsync_path, sync_files
+from radarlib.durability import fsync_path
 
 __all__ = ["atomic_dir", "atomic_file"]
 
@@ -44,15 +44,12 @@ def atomic_file(final: Path, *, fsync: bool = True) -> Iterator[Path]:
 
 
 def _fsync_tree(root: Path) -> None:
-    """Make every file of a store durable in one burst (:func:`sync_files`), then its folders."""
-    files: list[Path] = []
+    """Make every file of a store durable (fsync each), then its folders, deepest first."""
     folders: list[Path] = []
     for top, _dirs, names in os.walk(root):
         folders.append(Path(top))
-        files.extend(Path(top) / name for name in names)
-    for error in sync_files(files):
-        if error is not None:
-            raise error
+        for name in names:
+            fsync_path(Path(top) / name)
     for one in reversed(folders):
         fsync_path(one, directory=True)
 

@@ -11,6 +11,7 @@ per sweep. ``xradar.io.open_cfradial2_datatree`` and ``xarray.open_datatree`` re
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,9 +61,14 @@ def write_cfradial2(
     compression_level: int = 4,
     fsync: bool = True,
     history: str | None = None,
+    attrs: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write ``volume`` to ``path`` as CfRadial 2.1 (zlib ``compression_level`` 0-9)."""
+    """Write ``volume`` to ``path`` as CfRadial 2.1 (zlib ``compression_level`` 0-9).
+
+    ``attrs`` are extra global attributes of the root group.
+    """
     from radarlib.datatree import volume_to_datatree
 
     tree = volume_to_datatree(volume, history=history)
+    tree.attrs.update(attrs or {})
     return write_datatree_netcdf(tree, path, compression_level=compression_level, fsync=fsync)

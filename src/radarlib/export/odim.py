@@ -27,6 +27,7 @@ acquired is row ``a1gate``): the BUFR rows exactly.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,13 +86,18 @@ def write_odim(
     *,
     compression_level: int = 4,
     fsync: bool = True,
+    attrs: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write ``volume`` to ``path`` as ODIM_H5 PVOL (gzip ``compression_level``, 0 = none)."""
+    """Write ``volume`` to ``path`` as ODIM_H5 PVOL (gzip ``compression_level``, 0 = none).
+
+    ``attrs`` are extra attributes of the top-level ``how`` group.
+    """
     import h5py
 
     final = Path(path)
     with atomic_file(final, fsync=fsync) as tmp, h5py.File(tmp, "w", libver="earliest") as h5:
         _write(h5, volume, compression_level)
+        _attrs(h5["how"], dict(attrs or {}))
     return final
 
 

@@ -18,6 +18,7 @@ xarray before zarr-python 3) opens. Needs the ``zarr`` package (``pip install 'r
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,8 +50,12 @@ def write_zarr(
     *,
     fsync: bool = True,
     history: str | None = None,
+    attrs: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write ``volume`` to the directory store ``path`` (consolidated metadata)."""
+    """Write ``volume`` to the directory store ``path`` (consolidated metadata).
+
+    ``attrs`` are extra global attributes of the root group.
+    """
     from radarlib.datatree import volume_to_datatree
 
     try:
@@ -61,6 +66,7 @@ def write_zarr(
         ) from exc
     final = Path(path)
     tree = volume_to_datatree(volume, history=history)
+    tree.attrs.update(attrs or {})
     with atomic_dir(final, fsync=fsync) as tmp:
         # consolidated once at the end, not once per group as xarray would
         tree.to_zarr(tmp, mode="w", consolidated=False, zarr_format=2, encoding=_sweep_chunks(tree))
