@@ -13,7 +13,6 @@ from radarlib.pipeline.download import PASSWORD_ENV
 from radarlib.pipeline.scan import (
     Coverage,
     advance_coverage,
-    day_dir,
     floor_hour,
     hour_dir,
     hours_to_list,
@@ -30,7 +29,6 @@ H = timedelta(hours=1)
 def test_floor_hour_and_folders() -> None:
     assert floor_hour(T) == datetime(2025, 10, 20, 15, tzinfo=UTC)
     assert hour_dir("/L2/", "RMA11", T) == "/L2/RMA11/2025/10/20/15"
-    assert day_dir("/L2", "RMA11", T) == "/L2/RMA11/2025/10/20"
     with pytest.raises(ValueError, match="naive"):
         floor_hour(datetime(2025, 1, 1))
 
