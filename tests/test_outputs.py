@@ -10,6 +10,7 @@ the BUFR has -DBL_MAX / +DBL_MAX and nowhere else, no value where the BUFR has n
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ from radarlib.bufr import read_bufr
 from radarlib.bufr.model import NODATA, UNDETECT, GateStatus, Sweep, classify
 from radarlib.config import parse_config
 from radarlib.convert import ConvertOptions, convert_volume
-from radarlib.errors import ConfigError
+from radarlib.errors import ConfigError, VolumeError
 from radarlib.export import FORMATS, output_name, parse_formats
 from radarlib.vocabulary import ODIM_NODATA, ODIM_UNDETECT
 from radarlib.volume import group_files_into_volumes
@@ -202,8 +203,6 @@ def test_failed_format_leaves_no_partial_output(
 
     monkeypatch.setattr(odim, "_write", boom)
     files = sorted((samples_dir / "RMA11").glob("RMA11_0315_02_*.BUFR"))
-    from radarlib.errors import VolumeError
-
     with pytest.raises(VolumeError, match=r"cannot write odim.*No space"):
         convert_volume(files, tmp_path, options=ConvertOptions(formats=("cfradial", "odim")))
     names = sorted(p.name for p in tmp_path.iterdir())
@@ -218,6 +217,39 @@ def test_zarr_store_is_replaced_whole(samples_dir: Path, tmp_path: Path) -> None
     again = convert_volume(files, tmp_path, options=opts).paths["zarr"]
     assert again == first and not (again / "stale-marker").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.name]
+
+
+def test_dropped_field_is_named_in_every_format(samples_dir: Path, tmp_path: Path) -> None:
+    """on_bad_field = "drop": the corrupt DBZV is left out of, and named in, all four outputs."""
+    bad_name = "RMA11_0315_01_DBZV_20251020T152828Z.BUFR"
+    files = []
+    for path in sorted((samples_dir / "RMA11").glob("RMA11_0315_01_*.BUFR")):
+        data = bytearray(path.read_bytes())
+        if path.name == bad_name:  # flipped bytes in a zlib stream: found by the inflate pool
+            middle = len(data) // 2
+            data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
+        files.append(tmp_path / path.name)
+        files[-1].write_bytes(bytes(data))
+    out = tmp_path / "out"
+    opts = ConvertOptions(formats=FORMATS, on_bad_field="drop")
+    result = convert_volume(files, out, options=opts)
+    assert [(f, name) for f, name, _ in result.bad_fields] == [("DBZV", bad_name)]
+    assert "DBZV" not in result.fields and set(result.paths) == set(FORMATS)
+    with h5py.File(result.paths["odim"]) as h5:
+        assert h5["how"].attrs["dropped_fields"] == b"DBZV"
+        assert h5["how"].attrs["dropped_field_errors"].decode().startswith(f"DBZV: {bad_name}")
+        data = [k for k in h5["dataset1"] if k.startswith("data")]
+        quantities = {h5[f"dataset1/{k}/what"].attrs["quantity"] for k in data}
+        assert b"DBZV" not in quantities and b"DBZH" in quantities
+    for fmt in ("cfradial2", "zarr"):
+        engine = "zarr" if fmt == "zarr" else "netcdf4"
+        tree = xr.open_datatree(result.paths[fmt], engine=engine)
+        assert tree.attrs["dropped_fields"] == "DBZV", fmt
+        assert "DBZV" not in tree["sweep_0"].data_vars and "DBZH" in tree["sweep_0"].data_vars
+    cfradial = xr.open_dataset(result.paths["cfradial"])
+    assert cfradial.attrs["dropped_fields"] == "DBZV" and "DBZV" not in cfradial
+    with pytest.raises(VolumeError, match=f"{bad_name}: cannot decode"):
+        convert_volume(files, tmp_path / "fail", options=ConvertOptions(on_bad_field="fail"))
 
 
 def test_parse_formats_and_config_keys(tmp_path: Path) -> None:
@@ -252,6 +284,35 @@ def test_parse_formats_and_config_keys(tmp_path: Path) -> None:
     data["radars"][1]["output_formats"] = ["netcdf3"]
     with pytest.raises(ConfigError, match=r"radars\[1\]\.output_formats.*netcdf3"):
         parse_config(data, env={})
+
+
+@pytest.mark.parametrize(
+    ("output", "words"),
+    [
+        ({"formats": ["cfradial", "gif"]}, "unknown output format 'gif'"),
+        ({"formats": 5}, "must be a list of formats"),
+        ({"formats": []}, "at least one"),
+        ({"format": ["odim"]}, "unknown key"),
+    ],
+)
+def test_output_formats_key_is_checked_by_the_daemon_config(
+    tmp_path: Path, output: dict[str, Any], words: str
+) -> None:
+    """[output] formats is checked by ProcessingDaemonConfig and named by its TOML key."""
+    from datetime import datetime, timezone
+
+    data = {
+        "paths": {"root": str(tmp_path)},
+        "sources": {"main": {"host": "127.0.0.1"}},
+        "output": {"compression_level": 12, **output},
+        "radars": [{"code": "RMA1", "start_date": datetime(2025, 1, 1, tzinfo=timezone.utc)}],
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, env={})
+    keys = {p.key for p in getattr(caught.value, "problems", [caught.value])}
+    bad = "output.format" if "format" in output else "output.formats"
+    assert keys == {"output.compression_level", bad}  # both problems, each under its key
+    assert words in str(caught.value)
 
 
 def test_cli_convert_format_option(samples_dir: Path, tmp_path: Path) -> None:
@@ -315,3 +376,46 @@ def test_worker_job_and_daemon_config_carry_the_formats(samples_dir: Path, tmp_p
         )
     )
     assert not tight.ok and "allowed per file" in (tight.error or "")
+
+
+def test_temporaries_of_a_killed_conversion_are_removed_in_every_format(tmp_path: Path) -> None:
+    """A worker killed mid-write leaves hidden temporaries (files, Zarr store folders); the
+    daemon removes those of dead processes when it opens, and keeps a live writer's."""
+    from radarlib.pipeline.processing import ProcessingDaemon, ProcessingDaemonConfig
+    from radarlib.volume_types import DEFAULT_VOLUME_TYPES
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "nc"
+    out.mkdir()
+    stem = "RMA11_0315_02_20251020T152429Z"
+    orphans = [
+        f".{stem}.nc.{dead.pid}.0a1b2c3d4e5f.tmp",
+        f".{stem}.h5.{dead.pid}.0a1b2c3d4e5f.tmp",
+        f".{stem}.cfradial2.nc.{dead.pid}.0a1b2c3d4e5f.tmp",
+    ]
+    for name in orphans:
+        (out / name).write_bytes(b"partial")
+    for name in (f".{stem}.zarr.{dead.pid}.0a1b2c3d4e5f.tmp", f".{stem}.zarr.{dead.pid}.1.old"):
+        (out / name / "sweep_0").mkdir(parents=True)
+        (out / name / "sweep_0" / "0.0").write_bytes(b"chunk")
+        orphans.append(name)
+    live = f".{stem}.zarr.{os.getpid()}.0a1b2c3d4e5f.tmp"
+    (out / live).mkdir()
+    keep = ["notes.tmp", f"{stem}.h5"]
+    for name in keep:
+        (out / name).write_bytes(b"x")
+    daemon = ProcessingDaemon(
+        ProcessingDaemonConfig(
+            local_bufr_dir=tmp_path / "bufr",
+            local_netcdf_dir=out,
+            state_db=tmp_path / "state.db",
+            volume_types=DEFAULT_VOLUME_TYPES,
+            radar_code="RMA11",
+        )
+    )
+    daemon._open()
+    try:
+        assert sorted(p.name for p in out.iterdir()) == sorted([live, *keep])
+    finally:
+        daemon._close()
