@@ -35,9 +35,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from radarlib.archive import base_folder, dated_folder, is_dated, recent_folders
 from radarlib.checks import check_bool, check_integer, check_number
 from radarlib.errors import ConfigError
-from radarlib.filename import format_iso
+from radarlib.filename import format_iso, parse_iso
 from radarlib.pipeline.workers import (
     DEFAULT_CONVERTER,
     ConversionExecutor,
@@ -345,7 +346,7 @@ class ProcessingDaemon:
     def _open(self) -> None:
         from radarlib.state.sqlite import SQLiteStateTracker
 
-        self.config.local_netcdf_dir.mkdir(parents=True, exist_ok=True)
+        base_folder(self.config.local_netcdf_dir).mkdir(parents=True, exist_ok=True)
         self.config.state_db.parent.mkdir(parents=True, exist_ok=True)
         self._tracker = SQLiteStateTracker(self.config.state_db)
         self._recover(at_start=True)
@@ -358,7 +359,13 @@ class ProcessingDaemon:
         here: a temporary file is then an orphan only once older than ``stale_claim_seconds``.
         """
         remote = self.config.executor == "dask"
-        for path in self.config.local_netcdf_dir.glob(".*.tmp"):
+        # a dated archive: the folders a conversion of the last days wrote into (older ones
+        # are swept by retention), plus the base folder
+        folders = {base_folder(self.config.local_netcdf_dir), *recent_folders(
+            self.config.local_netcdf_dir, self._clock(), hours=72
+        )}  # fmt: skip
+        temps = [path for folder in folders for path in folder.glob(".*.tmp")]
+        for path in temps:
             match = _TEMP_NC.fullmatch(path.name)
             if match is None:
                 continue
@@ -554,7 +561,7 @@ class ProcessingDaemon:
         return ConversionJob(
             volume_id=volume_id,
             files=tuple(sorted(files)),
-            output_dir=str(self.config.local_netcdf_dir),
+            output_dir=str(self._netcdf_folder(row)),
             expected_fields=expected,
             compression_level=self.config.compression_level,
             root_resources=None
@@ -562,6 +569,15 @@ class ProcessingDaemon:
             else str(self.config.root_resources),
             converter=self._converter,
         )
+
+    def _netcdf_folder(self, row: Mapping[str, Any]) -> Path:
+        """The output folder of a volume: ``local_netcdf_dir`` with its time placeholders filled."""
+        folder = self.config.local_netcdf_dir
+        if not is_dated(folder):
+            return folder
+        dated = dated_folder(folder, parse_iso(str(row["observation_datetime"])))
+        dated.mkdir(parents=True, exist_ok=True)
+        return dated
 
     async def _convert_one(self, row: Mapping[str, Any]) -> None:
         volume_id = str(row["volume_id"])
