@@ -71,9 +71,7 @@ def test_config_accepts_dated_folders_and_refuses_them_for_the_database(tmp_path
         _config({"bufr_dir": "{root}/{minute}"}, tmp_path)
 
 
-def test_processing_writes_into_the_dated_folder(
-    tmp_path: Path, rma11_dir: Path
-) -> None:
+def test_processing_writes_into_the_dated_folder(tmp_path: Path, rma11_dir: Path) -> None:
     db = tmp_path / "state.db"
     with SQLiteStateTracker(db) as tracker:
         for path in sorted(rma11_dir.glob("RMA11_0315_01_*.BUFR")):

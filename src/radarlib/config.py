@@ -313,7 +313,19 @@ _TOP_KEYS = (
     "download",
     "processing",
     "output",
+    # operations tables, parsed by radarlib.ops_config
+    "retention",
+    "notifications",
+    "metrics",
+    "health",
+    "dashboard",
 )
+
+
+def _default_operations() -> Any:
+    from radarlib.ops_config import OperationsSettings
+
+    return OperationsSettings()
 
 
 @dataclass(frozen=True)
@@ -329,6 +341,8 @@ class Config:
     output: dict[str, Any] = field(default_factory=dict)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     source_file: Path | None = None
+    #: :class:`radarlib.ops_config.OperationsSettings` (retention, notifications, metrics...)
+    operations: Any = field(default_factory=_default_operations)
 
     # -- radars and paths
 
@@ -582,6 +596,8 @@ def parse_config(
         validate_volume_types(data["volume_types"]) if "volume_types" in data else _defaults()
     )
     log_values = _read_table("logging", _table("logging", data.get("logging", {})), _LOGGING_KEYS)
+    from radarlib.ops_config import parse_operations
+
     return Config(
         sources=sources,
         radars=radars,
@@ -598,6 +614,7 @@ def parse_config(
             level=log_values.get("level", "INFO"), format=log_values.get("format", "text")
         ),
         source_file=origin,
+        operations=parse_operations(data, base),
     )
 
 

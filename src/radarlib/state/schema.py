@@ -7,14 +7,15 @@ in an empty file, migrates an older one in a single transaction, and refuses a n
 Version 1 is the original design's schema (``downloads`` + ``volume_processing`` with
 free-form ``isoformat()`` times, ``radar_name``/``strategy``/``vol_nr`` columns, no
 version stamp: an unversioned file with a ``downloads`` table is taken as version 1).
-Version 2 is the current one: one time format (``YYYY-MM-DDTHH:MM:SSZ``), one row per
+Version 2 is the base of the current one: one time format (``YYYY-MM-DDTHH:MM:SSZ``), one row per
 file with its parsed identity and ``volume_id``, retry counters, the processing queue
-columns, checkpoints, and indexes for every hot query.
+columns, checkpoints, and indexes for every hot query. Version 3 adds what retention
+records (``downloads.deleted_at``, ``volume_processing.netcdf_deleted_at``).
 
 >>> import sqlite3
 >>> conn = sqlite3.connect(":memory:", isolation_level=None)
 >>> ensure_schema(conn, ":memory:")
-2
+3
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ __all__ = [
     "schema_version",
 ]
 
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 
 #: The original design's schema (version 1), kept verbatim in shape so that old files and
 #: tests can create it; never used for new databases.
@@ -451,4 +452,22 @@ def _copy_v1_downloads(
         conn.executemany(insert, batch)
 
 
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """Version 2 -> 3 (additive): when retention deleted a file, rows are kept.
+
+    ``downloads.deleted_at``: the BUFR file was deleted by retention (the row stays
+    ``downloaded``, so the file is never fetched again); ``volume_processing.netcdf_deleted_at``:
+    the volume's NetCDF was deleted (``netcdf_path`` keeps saying where it was).
+    """
+    conn.execute("ALTER TABLE downloads ADD COLUMN deleted_at TEXT")
+    conn.execute("ALTER TABLE volume_processing ADD COLUMN netcdf_deleted_at TEXT")
+    conn.execute(
+        "CREATE INDEX ix_downloads_kept ON downloads(radar_code, observation_datetime)"
+        " WHERE status = 'downloaded' AND deleted_at IS NULL"
+    )
+
+
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _migrate_1_to_2,
+    2: _migrate_2_to_3,
+}

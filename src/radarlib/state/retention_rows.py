@@ -1,0 +1,94 @@
+"""What retention reads from and records into the state database (schema version 3 columns).
+
+A deleted file keeps its row: a BUFR row stays ``status = 'downloaded'`` with ``deleted_at``
+set, so :meth:`~radarlib.state.sqlite.SQLiteStateTracker.is_downloaded` stays true and the
+download daemon never fetches the file again; a volume keeps ``netcdf_path`` and gets
+``netcdf_deleted_at``. Only rows not yet marked are returned as candidates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from radarlib.state.sqlite import SQLiteStateTracker
+
+__all__ = [
+    "StoredFile",
+    "bufr_files",
+    "mark_bufr_deleted",
+    "mark_netcdf_deleted",
+    "netcdf_files",
+]
+
+#: volume statuses after which no conversion will read the BUFR files again by itself
+TERMINAL_UNCONVERTED = ("failed", "expired")
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One file retention may delete: its row key, path, size, time and volume outcome."""
+
+    key: str  # downloads.filename or volume_processing.volume_id
+    path: str
+    size: int | None
+    observation: str  # YYYY-MM-DDTHH:MM:SSZ
+    volume_status: str
+    converted: bool  # the volume's NetCDF was written (it may have been deleted since)
+
+
+def bufr_files(tracker: SQLiteStateTracker, radar: str) -> list[StoredFile]:
+    """The radar's downloaded, not yet deleted BUFR files, oldest observation first."""
+    sql = (
+        "SELECT d.filename, d.local_path, d.file_size, d.observation_datetime,"
+        " COALESCE(v.status, 'pending'), v.netcdf_path"
+        " FROM downloads d LEFT JOIN volume_processing v ON v.volume_id = d.volume_id"
+        " WHERE d.radar_code = ? AND d.status = 'downloaded' AND d.deleted_at IS NULL"
+        " AND d.local_path IS NOT NULL ORDER BY d.observation_datetime, d.filename"
+    )
+    with tracker._use() as conn:
+        rows = conn.execute(sql, (radar,)).fetchall()
+    return [
+        StoredFile(
+            str(r[0]), str(r[1]), r[2], str(r[3]), str(r[4]), r[4] == "completed" and bool(r[5])
+        )
+        for r in rows
+    ]
+
+
+def netcdf_files(tracker: SQLiteStateTracker, radar: str) -> list[StoredFile]:
+    """The radar's written, not yet deleted NetCDF volumes, oldest observation first."""
+    sql = (
+        "SELECT volume_id, netcdf_path, observation_datetime, status FROM volume_processing"
+        " WHERE radar_code = ? AND netcdf_path IS NOT NULL AND netcdf_deleted_at IS NULL"
+        " ORDER BY observation_datetime, volume_id"
+    )
+    with tracker._use() as conn:
+        rows = conn.execute(sql, (radar,)).fetchall()
+    return [StoredFile(str(r[0]), str(r[1]), None, str(r[2]), str(r[3]), True) for r in rows]
+
+
+def _mark(tracker: SQLiteStateTracker, sql: str, keys: Iterable[str], when: str) -> int:
+    params = [(when, key) for key in keys]
+    if not params:
+        return 0
+    with tracker._write() as conn:
+        conn.executemany(sql, params)
+    return len(params)
+
+
+def mark_bufr_deleted(tracker: SQLiteStateTracker, filenames: Iterable[str], when: str) -> int:
+    """Record that these BUFR files were deleted (one transaction); the rows stay downloaded."""
+    sql = "UPDATE downloads SET deleted_at = ? WHERE filename = ? AND deleted_at IS NULL"
+    return _mark(tracker, sql, filenames, when)
+
+
+def mark_netcdf_deleted(tracker: SQLiteStateTracker, volume_ids: Iterable[str], when: str) -> int:
+    """Record that these volumes' NetCDF files were deleted (one transaction)."""
+    sql = (
+        "UPDATE volume_processing SET netcdf_deleted_at = ?"
+        " WHERE volume_id = ? AND netcdf_deleted_at IS NULL"
+    )
+    return _mark(tracker, sql, volume_ids, when)
