@@ -39,7 +39,7 @@ from radarlib.archive import base_folder, fill_static, is_dated, recent_folders
 from radarlib.errors import RadarlibError
 from radarlib.filename import format_iso
 from radarlib.ops_config import KINDS, KeepRule
-from radarlib.state.retention_rows import (
+from radarlib.state.ops_rows import (
     TERMINAL_UNCONVERTED,
     StoredFile,
     bufr_files,

@@ -8,6 +8,8 @@ SIGINT or SIGTERM calls ``stop()`` on every daemon and the command exits 0 once 
 down cleanly (a second signal cancels them). A daemon that dies of an error is logged with
 its radar while the others go on; the exit code is then 1. ``--only`` runs one kind of daemon,
 so downloads and processing can live in separate processes (or hosts) on a shared state DB.
+Beside the daemons it runs the config's housekeeping (radarlib.operations): retention every
+``retention.interval_minutes``, notifications, and ``/metrics`` when ``metrics.listen`` is set.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from radarlib.cli import add_command
 from radarlib.config import Config, load_config
 from radarlib.errors import ConfigError
 from radarlib.logsetup import setup_logging
+from radarlib.operations import watcher
 from radarlib.pipeline.supervisor import Pipeline, Role, run_pipeline
 
 __all__ = ["add_logging_arguments", "register"]
@@ -58,10 +61,11 @@ def _handle(args: argparse.Namespace) -> int:
     roles: tuple[Role, ...] = (args.only,) if args.only else ("download", "processing")
     try:
         pipeline = Pipeline(config, radars=args.radar, roles=roles)
+        housekeeping = watcher(config)  # retention, notifications, metrics (radarlib.operations)
     except ConfigError as exc:
         print(f"radarlib run: configuration error: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(run_pipeline(pipeline))
+    return asyncio.run(run_pipeline(pipeline, watcher=housekeeping))
 
 
 def register(subparsers: Any) -> None:

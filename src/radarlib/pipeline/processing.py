@@ -49,6 +49,7 @@ from radarlib.pipeline.workers import (
     WorkerDiedError,
 )
 from radarlib.state.events import wait_for_ready
+from radarlib.state.ops_rows import record_conversion_seconds
 from radarlib.volume_types import VolumeTypes, validate_volume_types
 
 if TYPE_CHECKING:
@@ -654,6 +655,8 @@ class ProcessingDaemon:
                 outcome.netcdf_path,
                 missing_fields=outcome.missing_fields,
             )
+            with contextlib.suppress(Exception):  # for the metrics only; never fails a volume
+                record_conversion_seconds(tracker, volume_id, outcome.seconds)
             self._counters["volumes_processed"] += 1
             note = f", missing {','.join(outcome.missing_fields)}" if outcome.missing_fields else ""
             log.info(

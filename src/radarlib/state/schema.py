@@ -10,7 +10,8 @@ version stamp: an unversioned file with a ``downloads`` table is taken as versio
 Version 2 is the base of the current one: one time format (``YYYY-MM-DDTHH:MM:SSZ``), one row per
 file with its parsed identity and ``volume_id``, retry counters, the processing queue
 columns, checkpoints, and indexes for every hot query. Version 3 adds what retention
-records (``downloads.deleted_at``, ``volume_processing.netcdf_deleted_at``).
+records (``downloads.deleted_at``, ``volume_processing.netcdf_deleted_at``) and the
+conversion time the metrics report (``volume_processing.conversion_seconds``).
 
 >>> import sqlite3
 >>> conn = sqlite3.connect(":memory:", isolation_level=None)
@@ -457,10 +458,13 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
 
     ``downloads.deleted_at``: the BUFR file was deleted by retention (the row stays
     ``downloaded``, so the file is never fetched again); ``volume_processing.netcdf_deleted_at``:
-    the volume's NetCDF was deleted (``netcdf_path`` keeps saying where it was).
+    the volume's NetCDF was deleted (``netcdf_path`` keeps saying where it was);
+    ``volume_processing.conversion_seconds``: duration of the last successful conversion
+    (the metrics' histogram).
     """
     conn.execute("ALTER TABLE downloads ADD COLUMN deleted_at TEXT")
     conn.execute("ALTER TABLE volume_processing ADD COLUMN netcdf_deleted_at TEXT")
+    conn.execute("ALTER TABLE volume_processing ADD COLUMN conversion_seconds REAL")
     conn.execute(
         "CREATE INDEX ix_downloads_kept ON downloads(radar_code, observation_datetime)"
         " WHERE status = 'downloaded' AND deleted_at IS NULL"

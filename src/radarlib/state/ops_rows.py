@@ -1,4 +1,5 @@
-"""What retention reads from and records into the state database (schema version 3 columns).
+"""What retention, metrics and the monitor read from and record into the state database
+(the schema version 3 columns: ``deleted_at``, ``netcdf_deleted_at``, ``conversion_seconds``).
 
 A deleted file keeps its row: a BUFR row stays ``status = 'downloaded'`` with ``deleted_at``
 set, so :meth:`~radarlib.state.sqlite.SQLiteStateTracker.is_downloaded` stays true and the
@@ -21,6 +22,7 @@ __all__ = [
     "mark_bufr_deleted",
     "mark_netcdf_deleted",
     "netcdf_files",
+    "record_conversion_seconds",
 ]
 
 #: volume statuses after which no conversion will read the BUFR files again by itself
@@ -92,3 +94,12 @@ def mark_netcdf_deleted(tracker: SQLiteStateTracker, volume_ids: Iterable[str], 
         " WHERE volume_id = ? AND netcdf_deleted_at IS NULL"
     )
     return _mark(tracker, sql, volume_ids, when)
+
+
+def record_conversion_seconds(tracker: SQLiteStateTracker, volume_id: str, seconds: float) -> None:
+    """Store how long the volume's last successful conversion took (for the metrics)."""
+    with tracker._write() as conn:
+        conn.execute(
+            "UPDATE volume_processing SET conversion_seconds = ? WHERE volume_id = ?",
+            (float(seconds), volume_id),
+        )
