@@ -178,7 +178,7 @@ def test_page_shows_everything_escaped(dashboard: tuple[Served, Path]) -> None:
     # hostile text from the database is escaped, never markup
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quoted&quot; &#x27;x&#x27;" in page
     assert "&lt;img src=x onerror=alert(2)&gt;" in page
-    assert "<script>alert" not in page and "<img" not in page
+    assert "<script>alert" not in page and "<img src=x" not in page
     # the only script is ours, allowed by a per-response nonce in the CSP
     scripts = re.findall(r"<script([^>]*)>", page)
     assert len(scripts) == 1

@@ -17,17 +17,19 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from radarlib.errors import ConfigError
-from radarlib.filename import BufrFileName
+from radarlib.filename import BufrFileName, format_iso
 
 __all__ = [
     "DatabaseStatus",
     "RadarStatus",
     "collect_status",
     "named_file",
+    "radar_health",
     "require_database",
     "status_targets",
 ]
@@ -169,3 +171,47 @@ def status_targets(
         config.radar(code)
         targets.setdefault(config.state_db(code), []).append(code)
     return list(targets.items())
+
+
+def radar_health(
+    db_path: Path,
+    radars: Sequence[str] | None,
+    *,
+    max_age_seconds: float,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Per radar of one database: its newest observation, its age, and whether it is fresh.
+
+    A radar is unhealthy when its newest downloaded observation is older than
+    ``max_age_seconds`` or when it never downloaded anything; ``reason`` then names it.
+
+    Raises:
+        ConfigError: no database at ``db_path``.
+        StateError: the file is not a usable state database.
+    """
+    from radarlib.state.sqlite import SQLiteStateTracker
+
+    moment = now or datetime.now(timezone.utc)
+    require_database(db_path)
+    report: list[dict[str, Any]] = []
+    with SQLiteStateTracker(db_path, timeout=5.0) as tracker:
+        for radar in list(radars) if radars else tracker.radar_codes():
+            newest = tracker.latest_observation(radar)
+            entry: dict[str, Any] = {
+                "radar": radar,
+                "newest_observation": None,
+                "age_seconds": None,
+            }
+            if newest is None:
+                entry.update(ok=False, reason=f"{radar}: nothing downloaded yet")
+            else:
+                age = (moment - newest).total_seconds()
+                entry.update(newest_observation=format_iso(newest), age_seconds=round(age, 1))
+                entry["ok"] = age <= max_age_seconds
+                if not entry["ok"]:
+                    entry["reason"] = (
+                        f"{radar}: newest observation {format_iso(newest)} is {age / 60:.0f} min "
+                        f"old (limit {max_age_seconds / 60:g} min)"
+                    )
+            report.append(entry)
+    return report

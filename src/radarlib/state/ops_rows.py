@@ -22,7 +22,9 @@ __all__ = [
     "mark_bufr_deleted",
     "mark_netcdf_deleted",
     "netcdf_files",
+    "newest_netcdf",
     "record_conversion_seconds",
+    "volume_timeline",
 ]
 
 #: volume statuses after which no conversion will read the BUFR files again by itself
@@ -103,3 +105,32 @@ def record_conversion_seconds(tracker: SQLiteStateTracker, volume_id: str, secon
             "UPDATE volume_processing SET conversion_seconds = ? WHERE volume_id = ?",
             (float(seconds), volume_id),
         )
+
+
+def volume_timeline(tracker: SQLiteStateTracker, radar: str, since: str) -> list[dict[str, str]]:
+    """The radar's volumes observed since ``since``: id, time, and a display state
+    (``complete``, ``incomplete``, ``failed``, ``pending``), oldest first."""
+    sql = (
+        "SELECT volume_id, observation_datetime, CASE"
+        " WHEN status = 'completed' THEN 'complete'"
+        " WHEN status = 'failed' THEN 'failed'"
+        " WHEN status = 'expired' OR (status = 'pending' AND is_complete = 0"
+        "   AND process_incomplete = 0) THEN 'incomplete'"
+        " ELSE 'pending' END FROM volume_processing"
+        " WHERE radar_code = ? AND observation_datetime >= ? ORDER BY observation_datetime"
+    )
+    with tracker._use() as conn:
+        rows = conn.execute(sql, (radar, since)).fetchall()
+    return [{"volume_id": str(r[0]), "time": str(r[1]), "state": str(r[2])} for r in rows]
+
+
+def newest_netcdf(tracker: SQLiteStateTracker, radar: str) -> tuple[str, str] | None:
+    """(volume id, NetCDF path) of the radar's newest written volume still on disk, or None."""
+    sql = (
+        "SELECT volume_id, netcdf_path FROM volume_processing WHERE radar_code = ?"
+        " AND status = 'completed' AND netcdf_path IS NOT NULL AND netcdf_deleted_at IS NULL"
+        " ORDER BY observation_datetime DESC LIMIT 1"
+    )
+    with tracker._use() as conn:
+        row = conn.execute(sql, (radar,)).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]))
