@@ -12,8 +12,8 @@ is older than that many seconds, or with ``--max-age`` (or a config) a radar's n
 observation is older than that many minutes or it has none). It listens on 127.0.0.1 by
 default; binding another address needs a token (``$RADARLIB_DASHBOARD_TOKEN`` or
 ``--token-env``), which every route but ``/healthz`` then requires. ``--port 0`` picks a
-free port. The bound URL is printed on stdout. SIGINT/SIGTERM stop it, exit code 0; 2 when the config cannot be read
-or the address cannot be bound.
+free port. The bound URL is printed on stdout. SIGINT/SIGTERM stop it, exit code 0; 2 when
+the config cannot be read, the address cannot be bound or a token is missing.
 """
 
 from __future__ import annotations
