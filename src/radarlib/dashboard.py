@@ -677,6 +677,8 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/api/status":
                 data = snapshot(settings.targets, limit=settings.limit)
                 self._send(HTTPStatus.OK, *_json(data), send_body=send_body)
+            elif path == "/favicon.ico":  # browsers ask for it: no icon, and no error
+                self._send(HTTPStatus.NO_CONTENT, "image/x-icon", b"", send_body=False)
             elif path == "/metrics":
                 body = render_metrics(self.server.registry)
                 self._send(HTTPStatus.OK, METRICS_CONTENT_TYPE, body, send_body=send_body)
