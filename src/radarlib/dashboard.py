@@ -268,11 +268,15 @@ _SCRIPT = """
     if (m < 2880) { return Math.floor(m / 60) + " h"; }
     return Math.floor(m / 1440) + " d";
   }
+  var shownAt = Date.now();
   function tick() {
+    // the server's clock decides: its time when the content was rendered, plus time since
+    var now = Date.parse(document.querySelector("main").getAttribute("data-generated"))
+      + (Date.now() - shownAt);
     var cells = document.querySelectorAll("td.age[data-time]");
     for (var i = 0; i < cells.length; i++) {
       var t = Date.parse(cells[i].getAttribute("data-time"));
-      if (!isNaN(t)) { cells[i].textContent = age((Date.now() - t) / 1000); }
+      if (!isNaN(t) && !isNaN(now)) { cells[i].textContent = age((now - t) / 1000); }
     }
   }
   function failed(err) {
@@ -285,7 +289,11 @@ _SCRIPT = """
       return r.text();
     }).then(function (text) {
       var fresh = new DOMParser().parseFromString(text, "text/html").querySelector("main");
-      if (fresh) { document.querySelector("main").replaceWith(fresh); tick(); }
+      if (fresh) {
+        document.querySelector("main").replaceWith(fresh);
+        shownAt = Date.now();
+        tick();
+      }
     });
   }
   function poll() {
@@ -484,7 +492,8 @@ def render_page(
     query = "" if not token else "&amp;token=" + html.escape(quote(token, safe=""))
     paths = [db["path"] for db in data["databases"]] + [err["path"] for err in data["errors"]]
     main: list[str] = [
-        f'<main data-signature="{_e(data.get("signature", ""))}">',
+        f'<main data-signature="{_e(data.get("signature", ""))}" '
+        f'data-generated="{_e(data["generated_at"])}">',
         f'<p class="meta">snapshot at <time>{_when(data["generated_at"])}</time> UTC '
         f"&middot; state database{'s' if len(paths) != 1 else ''}: "
         + ", ".join(f"<code>{_e(p)}</code>" for p in paths)
@@ -526,6 +535,10 @@ def render_page(
 
 
 # ---------------------------------------------------------------------- HTTP
+
+
+#: the fields a quicklook shows, by preference (a volume holds some of them)
+_QUICKLOOK_FIELDS = ("DBZH", "TH", "DBZV", "VRAD", "ZDR", "WRAD")
 
 
 class Quicklooks:
@@ -572,10 +585,15 @@ class Quicklooks:
 
             with tempfile.TemporaryDirectory(prefix="radarlib-quicklook-") as folder:
                 png = Path(folder) / "q.png"
-                try:
-                    quicklook(nc_path, png, size_px=(400, 350))
-                except (OSError, RadarlibError, ValueError, KeyError) as exc:
-                    log.warning("quicklook of %s (%s) failed: %s", volume_id, nc_path, exc)
+                problem: Exception | None = None
+                for field in _QUICKLOOK_FIELDS:  # reflectivity volumes first, else Doppler
+                    try:
+                        quicklook(nc_path, png, field=field, size_px=(400, 350))
+                        break
+                    except (OSError, RadarlibError, ValueError, KeyError) as exc:
+                        problem = exc
+                else:
+                    log.warning("quicklook of %s (%s) failed: %s", volume_id, nc_path, problem)
                     return None
                 data = png.read_bytes()
             self._cache[radar] = (volume_id, data)
