@@ -331,3 +331,56 @@ def test_bad_config_and_taken_port_exit_2(tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
         )  # fmt: skip
     assert result.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_healthz_names_each_stale_or_silent_radar(tmp_path: Path) -> None:
+    db = build_db(tmp_path / "state.db")  # observations of 2025-11-18
+    args = ("--db", str(db), "--radar", "RMA1", "--radar", "RMA5", "--radar", "RMA9")
+    served = serve(tmp_path, *args, "--max-age", "15")
+    try:
+        status, report = served.json("/healthz")
+        assert status == 503
+        reasons = report["reasons"]
+        assert len(reasons) == 3
+        assert reasons[0].startswith("RMA1: newest observation 2025-11-18T12:35:00Z is ")
+        assert reasons[1].startswith("RMA5: newest observation 2025-11-18T12:35:00Z")
+        assert reasons[2] == "RMA9: nothing downloaded yet"
+        by_radar = {r["radar"]: r for r in report["databases"][0]["radars"]}
+        assert by_radar["RMA1"]["age_seconds"] > 3600 and not by_radar["RMA1"]["ok"]
+    finally:
+        assert served.stop() == 0
+    lenient = serve(tmp_path, "--db", str(db), "--max-age", str(60 * 24 * 3650))
+    try:
+        status, report = lenient.json("/healthz")
+        assert status == 200 and [r["ok"] for r in report["databases"][0]["radars"]] == [True, True]
+    finally:
+        assert lenient.stop() == 0
+
+
+def test_token_is_required_off_loopback_and_checked_when_set(tmp_path: Path) -> None:
+    db = build_db(tmp_path / "state.db")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RADARLIB_")}
+    refused = subprocess.run(
+        [sys.executable, "-m", "radarlib", "dashboard", "--db", str(db), "--host", "0.0.0.0",
+         "--port", "0"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "$RADARLIB_DASHBOARD_TOKEN" in refused.stderr
+    token = "t0ken-from-the-environment"
+    served = serve(tmp_path, "--db", str(db), env={"RADARLIB_DASHBOARD_TOKEN": token})
+    try:
+        for path in ("/", "/api/status", "/metrics", "/quicklook/RMA5.png"):
+            status, headers, _ = served.get(path)
+            assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer"), path
+        assert served.get("/?token=wrong")[0] == 401
+        assert served.get("/healthz")[0] == 200  # for load balancers and monitors
+        status, _, page = served.get(f"/?token={token}")
+        assert status == 200 and b"RMA5" in page
+        request = urllib.request.Request(
+            served.url + "api/status", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert json.loads(answer.read())["databases"][0]["radars"]
+        assert token not in served.stderr.read_text()
+    finally:
+        assert served.stop() == 0
