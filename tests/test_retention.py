@@ -293,3 +293,37 @@ def test_a_deleted_file_is_not_downloaded_again(
     asyncio.run(asyncio.wait_for(DateBasedFTPDaemon(dl).run(), 60))  # the same window again
     assert all(ftp_server.retr_count(n) == 1 for n in names)
     assert not list((tmp_path / "dl").rglob("*.BUFR"))
+
+
+def test_radarlib_run_applies_retention_at_its_pace(archive: Archive) -> None:
+    from radarlib.operations import watcher
+    from radarlib.pipeline.supervisor import Pipeline, run_pipeline
+
+    real_now = datetime.now(UTC)  # radarlib run uses the wall clock
+    for day in (40, 39, 2):
+        archive.add(real_now - timedelta(days=day))
+    archive.tracker.close()
+    config = make_config(archive.root, {"interval_minutes": 0.01, "bufr": {"keep_days": 30}})
+    pipeline = Pipeline(config, roles=("processing",))
+    housekeeping = watcher(config)
+
+    async def main() -> int:
+        async def stop_when_cleaned(p: Any) -> None:
+            watch = asyncio.create_task(housekeeping(p))
+            try:
+                while len(list((archive.root / "RMA1" / "bufr").rglob("*.BUFR"))) != 2:
+                    await asyncio.sleep(0.1)
+                p.stop()
+                await asyncio.sleep(3600)
+            finally:
+                watch.cancel()
+                await asyncio.gather(watch, return_exceptions=True)
+
+        return await asyncio.wait_for(
+            run_pipeline(pipeline, handle_signals=False, watcher=stop_when_cleaned), 120
+        )
+
+    assert asyncio.run(main()) == 0
+    archive.tracker = SQLiteStateTracker(archive.db)
+    assert_consistent(archive)
+    assert sum(1 for r in archive.rows() if r["deleted_at"]) == 4
