@@ -122,7 +122,9 @@ class CleanupReport:
 @contextlib.contextmanager
 def _exclusive(db_path: Path) -> Iterator[None]:
     lock_path = db_path.with_name(db_path.name + ".cleanup.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    if not lock_path.parent.is_dir():  # no database folder: nothing to clean there
+        yield
+        return
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -268,7 +270,7 @@ def _product_files(base: Path) -> tuple[list[StoredFile], list[int]]:
 
 def _clean_radar(
     config: Config,
-    tracker: SQLiteStateTracker,
+    tracker: SQLiteStateTracker | None,
     radar: str,
     now: datetime,
     report: CleanupReport,
@@ -286,7 +288,12 @@ def _clean_radar(
             folder = Path(template).expanduser().resolve()
             files, sizes = _product_files(base_folder(folder))
         else:
-            files = bufr_files(tracker, radar) if kind == "bufr" else netcdf_files(tracker, radar)
+            if tracker is None:
+                files = []
+            elif kind == "bufr":
+                files = bufr_files(tracker, radar)
+            else:
+                files = netcdf_files(tracker, radar)
             folder = config.bufr_dir(radar) if kind == "bufr" else config.netcdf_dir(radar)
             sizes = [f.size if f.size is not None else _size(f.path) for f in files]
         deleter.watch(folder, now)
@@ -300,7 +307,7 @@ def _clean_radar(
                 kind_report.files_deleted += 1
                 kind_report.bytes_deleted += sizes[i]
                 kind_report.deleted.append(files[i].path)
-        else:
+        elif tracker is not None:
             _delete_rows(
                 tracker, files, sizes, chosen, kind_report, deleter, dry_run=report.dry_run
             )
@@ -350,7 +357,9 @@ def run_cleanup(
         by_db.setdefault(config.state_db(code), []).append(code)
     deleter = _Deleter(config.operations.retention.max_deletes_per_second, stop)
     for db, members in by_db.items():
-        with _exclusive(db), SQLiteStateTracker(db) as tracker:
+        with _exclusive(db), contextlib.ExitStack() as stack:
+            # no database yet: nothing recorded to delete (products only); never create one
+            tracker = stack.enter_context(SQLiteStateTracker(db)) if db.is_file() else None
             for code in members:
                 if deleter.stopped():
                     break
