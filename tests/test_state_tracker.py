@@ -24,6 +24,7 @@ from radarlib.errors import (
     UnknownVolumeError,
 )
 from radarlib.filename import BufrFileName, VolumeKey
+from radarlib.state.schema import CURRENT_VERSION
 from radarlib.state.sqlite import SQLiteStateTracker
 from radarlib.volume_types import DEFAULT_VOLUME_TYPES
 
@@ -539,7 +540,7 @@ def test_database_runs_wal_with_foreign_keys(tracker: SQLiteStateTracker, tmp_pa
     record(tracker, "DBZH")
     conn = sqlite3.connect(tmp_path / "state.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == CURRENT_VERSION
     conn.close()
     assert tracker._conn is not None
     assert tracker._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
