@@ -151,12 +151,16 @@ def test_age_rules_delete_files_keep_rows_and_hold_unconverted_bufr(archive: Arc
     by_kind = {k.kind: k for k in dry.kinds}
     assert by_kind["bufr"].files_deleted == 2 * 30  # days 10..40 but the waiting one
     assert by_kind["bufr"].held_unconverted == 1
+    assert by_kind["bufr"].files_kept == 19 and by_kind["bufr"].bytes_kept == 19_000
+    assert by_kind["netcdf"].files_kept == 19 and by_kind["netcdf"].bytes_kept is None
     assert all(Path(p).exists() for k in dry.kinds for p in k.deleted)  # nothing touched
     assert all(r["deleted_at"] is None for r in archive.rows())
 
     report = run_cleanup(config, now=NOW)
     assert report.summary()["RMA1/bufr"]["files_deleted"] == 60
     assert report.summary()["RMA1/netcdf"]["files_deleted"] == 19  # days 20..40 but 35 (failed), 36
+    assert report.summary()["RMA1/bufr"]["files_kept"] == 19
+    assert report.summary()["RMA1/netcdf"]["files_kept"] == 19
     assert_consistent(archive)
     rows = {r["filename"]: r for r in archive.rows()}
     assert len(rows) == 79  # no row lost

@@ -43,6 +43,7 @@ from radarlib.state.ops_rows import (
     TERMINAL_UNCONVERTED,
     StoredFile,
     bufr_files,
+    kept_totals,
     mark_bufr_deleted,
     mark_netcdf_deleted,
     netcdf_files,
@@ -73,7 +74,8 @@ class KindReport:
     kind: str
     rule: KeepRule
     files_kept: int = 0
-    bytes_kept: int = 0
+    #: None when not measured (NetCDF sizes are read from disk only under a ``max_gb`` rule)
+    bytes_kept: int | None = 0
     files_deleted: int = 0
     bytes_deleted: int = 0
     #: BUFR files old enough or over budget, kept because their volume is not converted yet
@@ -89,7 +91,7 @@ class KindReport:
     def budget_percent(self) -> float | None:
         """Disk use after cleanup as a percentage of the budget (None: no budget)."""
         budget = self.budget_bytes
-        return None if not budget else 100.0 * self.bytes_kept / budget
+        return None if not budget or self.bytes_kept is None else 100.0 * self.bytes_kept / budget
 
 
 @dataclass
@@ -288,12 +290,16 @@ def _clean_radar(
             folder = Path(template).expanduser().resolve()
             files, sizes = _product_files(base_folder(folder))
         else:
+            # with an age rule only, the files observed before its cutoff are all it needs
+            before = None
+            if rule.max_gb is None and rule.keep_days is not None:
+                before = format_iso(now - timedelta(days=rule.keep_days))
             if tracker is None:
                 files = []
             elif kind == "bufr":
-                files = bufr_files(tracker, radar)
+                files = bufr_files(tracker, radar, before=before)
             else:
-                files = netcdf_files(tracker, radar)
+                files = netcdf_files(tracker, radar, before=before)
             folder = config.bufr_dir(radar) if kind == "bufr" else config.netcdf_dir(radar)
             sizes = [f.size if f.size is not None else _size(f.path) for f in files]
         deleter.watch(folder, now)
@@ -313,6 +319,14 @@ def _clean_radar(
             )
         kind_report.files_kept = len(files) - kind_report.files_deleted
         kind_report.bytes_kept = sum(sizes) - kind_report.bytes_deleted
+        if kind != "products" and tracker is not None and rule.max_gb is None:
+            files_kept, bytes_kept = kept_totals(tracker, radar, kind)
+            pending = kind_report.files_deleted if report.dry_run else 0
+            kind_report.files_kept = files_kept - pending
+            kind_report.bytes_kept = (
+                None if bytes_kept is None else bytes_kept - (kind_report.bytes_deleted
+                                                              if report.dry_run else 0)
+            )  # fmt: skip
         if kind_report.files_deleted or kind_report.held_unconverted:
             log.info(
                 "retention %s %s: %s %d files (%.1f MB), kept %d%s",

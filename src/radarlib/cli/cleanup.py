@@ -58,8 +58,9 @@ def _handle(args: argparse.Namespace) -> int:
         budget = "" if kind.budget_percent is None else f", {kind.budget_percent:.0f}% of budget"
         print(
             f"{kind.radar} {kind.kind}: {verb} {kind.files_deleted} files "
-            f"({kind.bytes_deleted / 1e6:.1f} MB), kept {kind.files_kept} "
-            f"({kind.bytes_kept / 1e6:.1f} MB{budget}){held}"
+            f"({kind.bytes_deleted / 1e6:.1f} MB), kept {kind.files_kept}"
+            + ("" if kind.bytes_kept is None else f" ({kind.bytes_kept / 1e6:.1f} MB{budget})")
+            + held
         )
         if args.dry_run:
             for path in kind.deleted:

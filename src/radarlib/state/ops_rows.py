@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "StoredFile",
     "bufr_files",
+    "kept_totals",
     "mark_bufr_deleted",
     "mark_netcdf_deleted",
     "netcdf_files",
@@ -43,17 +44,24 @@ class StoredFile:
     converted: bool  # the volume's NetCDF was written (it may have been deleted since)
 
 
-def bufr_files(tracker: SQLiteStateTracker, radar: str) -> list[StoredFile]:
-    """The radar's downloaded, not yet deleted BUFR files, oldest observation first."""
+_END_OF_TIME = "9999-12-31T23:59:59Z"
+
+
+def bufr_files(
+    tracker: SQLiteStateTracker, radar: str, *, before: str | None = None
+) -> list[StoredFile]:
+    """The radar's downloaded, not yet deleted BUFR files (observed before ``before``), oldest
+    observation first."""
     sql = (
         "SELECT d.filename, d.local_path, d.file_size, d.observation_datetime,"
         " COALESCE(v.status, 'pending'), v.netcdf_path"
         " FROM downloads d LEFT JOIN volume_processing v ON v.volume_id = d.volume_id"
         " WHERE d.radar_code = ? AND d.status = 'downloaded' AND d.deleted_at IS NULL"
+        " AND d.observation_datetime < ?"
         " AND d.local_path IS NOT NULL ORDER BY d.observation_datetime, d.filename"
     )
     with tracker._use() as conn:
-        rows = conn.execute(sql, (radar,)).fetchall()
+        rows = conn.execute(sql, (radar, before or _END_OF_TIME)).fetchall()
     return [
         StoredFile(
             str(r[0]), str(r[1]), r[2], str(r[3]), str(r[4]), r[4] == "completed" and bool(r[5])
@@ -62,16 +70,36 @@ def bufr_files(tracker: SQLiteStateTracker, radar: str) -> list[StoredFile]:
     ]
 
 
-def netcdf_files(tracker: SQLiteStateTracker, radar: str) -> list[StoredFile]:
-    """The radar's written, not yet deleted NetCDF volumes, oldest observation first."""
+def netcdf_files(
+    tracker: SQLiteStateTracker, radar: str, *, before: str | None = None
+) -> list[StoredFile]:
+    """The radar's written, not yet deleted NetCDF volumes (observed before ``before``), oldest
+    observation first."""
     sql = (
         "SELECT volume_id, netcdf_path, observation_datetime, status FROM volume_processing"
-        " WHERE radar_code = ? AND netcdf_path IS NOT NULL AND netcdf_deleted_at IS NULL"
-        " ORDER BY observation_datetime, volume_id"
+        " WHERE radar_code = ? AND observation_datetime < ? AND netcdf_path IS NOT NULL"
+        " AND netcdf_deleted_at IS NULL ORDER BY observation_datetime, volume_id"
     )
     with tracker._use() as conn:
-        rows = conn.execute(sql, (radar,)).fetchall()
+        rows = conn.execute(sql, (radar, before or _END_OF_TIME)).fetchall()
     return [StoredFile(str(r[0]), str(r[1]), None, str(r[2]), str(r[3]), True) for r in rows]
+
+
+def kept_totals(tracker: SQLiteStateTracker, radar: str, kind: str) -> tuple[int, int | None]:
+    """(files, bytes) of a kind not deleted; NetCDF bytes are not recorded (None)."""
+    if kind == "bufr":
+        sql = (
+            "SELECT COUNT(*), SUM(file_size) FROM downloads WHERE radar_code = ?"
+            " AND status = 'downloaded' AND deleted_at IS NULL AND local_path IS NOT NULL"
+        )
+    else:
+        sql = (
+            "SELECT COUNT(*), NULL FROM volume_processing WHERE radar_code = ?"
+            " AND netcdf_path IS NOT NULL AND netcdf_deleted_at IS NULL"
+        )
+    with tracker._use() as conn:
+        files, size = conn.execute(sql, (radar,)).fetchone()
+    return int(files), None if kind != "bufr" else int(size or 0)
 
 
 def _mark(tracker: SQLiteStateTracker, sql: str, keys: Iterable[str], when: str) -> int:
