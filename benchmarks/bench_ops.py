@@ -3,8 +3,8 @@
 Builds the same ``state.db`` as ``bench_state.py`` (125,000 time steps of RMA1, 250,000
 volumes, almost all processed), then measures the median of:
 
-* one Prometheus scrape of the state collector (``/metrics``: every figure of the radar,
-  NetCDF sizes cached as between two scrapes) and the first, cold scrape (NetCDF sizes read);
+* one Prometheus scrape of the state collector (``/metrics``) while its per-minute totals are
+  cached, and the first, cold scrape (totals and NetCDF sizes read: once a minute);
 * ``radarlib status``'s data (``collect_status``), the baseline: what the dashboard already
   computes per request;
 * one dashboard snapshot (``/api/status``: status plus newest observation and timeline);
@@ -46,16 +46,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--reps", type=int, default=7)
-    parser.add_argument("--keep", type=Path, help="build the database in this folder and keep it")
+    parser.add_argument(
+        "--keep", type=Path, help="build the database in this folder and keep it (or reuse it)"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.keep or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         db = folder / "state.db"
-        if db.exists():
-            db.unlink()
-        steps, seconds = build(db, args.rows)
-        print(f"built {steps} time steps ({args.rows} download rows) in {seconds:.1f} s")
+        if db.exists() and args.keep:
+            print(f"reusing {db}")
+        else:
+            steps, seconds = build(db, args.rows)
+            print(f"built {steps} time steps ({args.rows} download rows) in {seconds:.1f} s")
 
         registry = make_registry([(db, [RADAR])])
         t0 = time.perf_counter()

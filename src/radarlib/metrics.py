@@ -3,6 +3,9 @@
 A custom collector (:class:`StateCollector`) reads the state databases on every scrape, so
 the figures are the same whichever process serves them: the dashboard (``/metrics``) or
 ``radarlib run`` itself (``[metrics] listen``). Uses the official ``prometheus_client``.
+Freshness, volumes per status, queue depth and failures are read at every scrape (index
+lookups); totals that scan every row of a radar (files and bytes downloaded, the conversion
+histogram, archive bytes) are re-read at most every minute (NetCDF sizes every 5 minutes).
 
 Metric families (label ``radar``; ``status``/``kind`` where said):
 
@@ -43,8 +46,6 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from radarlib.filename import parse_iso
-
 if TYPE_CHECKING:
     from radarlib.config import Config
 
@@ -63,6 +64,8 @@ log = logging.getLogger("radarlib.metrics")
 BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 #: NetCDF sizes are read from disk; re-read at most this often (seconds)
 _SIZE_CACHE_SECONDS = 300.0
+#: totals over every row of a radar (downloads, bytes, conversion histogram): at most this often
+_TOTALS_CACHE_SECONDS = 60.0
 
 Target = tuple[Path, Sequence[str] | None]
 
@@ -73,6 +76,7 @@ class StateCollector(Collector):
     def __init__(self, targets: Sequence[Target]) -> None:
         self.targets = [(Path(db), None if r is None else list(r)) for db, r in targets]
         self._sizes: dict[tuple[str, str], tuple[float, int]] = {}
+        self._totals: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
     def _netcdf_bytes(self, conn: Any, db: Path, radar: str) -> int:
@@ -93,8 +97,71 @@ class StateCollector(Collector):
         self._sizes[key] = (time.monotonic(), total)
         return total
 
-    def collect(self) -> Iterator[Any]:
+    @staticmethod
+    def _live(tracker: Any, radar: str) -> dict[str, Any]:
+        """The figures read at every scrape (index-backed: cheap on a year of data)."""
         from radarlib.state.records import VOLUME_STATUSES
+
+        counts = dict.fromkeys(VOLUME_STATUSES, 0)
+        with tracker._use() as conn:
+            for status, number in conn.execute(
+                "SELECT status, COUNT(*) FROM volume_processing WHERE radar_code = ?"
+                " GROUP BY status",
+                (radar,),
+            ):
+                counts[str(status)] = int(number)
+            waiting, ready = conn.execute(
+                "SELECT SUM(is_complete = 0 AND process_incomplete = 0),"
+                " SUM(is_complete = 1 OR process_incomplete = 1) FROM volume_processing"
+                " WHERE status = 'pending' AND radar_code = ?",
+                (radar,),
+            ).fetchone()
+            (failed,) = conn.execute(
+                "SELECT COUNT(*) FROM downloads WHERE radar_code = ? AND status = 'failed'",
+                (radar,),
+            ).fetchone()
+        return {
+            "volumes": counts,
+            "waiting": int(waiting or 0),
+            "ready": int(ready or 0),
+            "failed": int(failed or 0),
+            "newest": tracker.latest_observation(radar),
+        }
+
+    def _heavy(self, tracker: Any, db: Path, radar: str) -> dict[str, Any]:
+        """Totals over every row of the radar (table scans), re-read at most every minute."""
+        key = (str(db), radar)
+        cached = self._totals.get(key)
+        if cached is not None and time.monotonic() - cached[0] < _TOTALS_CACHE_SECONDS:
+            return cached[1]
+        bucket_sql = ", ".join(f"SUM(conversion_seconds <= {b})" for b in BUCKETS)  # constants
+        with tracker._use() as conn:
+            count, size, kept = conn.execute(
+                "SELECT COUNT(*), SUM(file_size),"
+                " SUM(CASE WHEN deleted_at IS NULL THEN file_size END)"
+                " FROM downloads WHERE radar_code = ? AND status = 'downloaded'",
+                (radar,),
+            ).fetchone()
+            row = conn.execute(
+                f"SELECT {bucket_sql}, COUNT(conversion_seconds), SUM(conversion_seconds)"
+                " FROM volume_processing WHERE radar_code = ?",
+                (radar,),
+            ).fetchone()
+            netcdf = self._netcdf_bytes(conn, db, radar)
+        total = int(row[len(BUCKETS)] or 0)
+        figures = {
+            "files": int(count or 0),
+            "bytes": int(size or 0),
+            "bufr_kept": int(kept or 0),
+            "netcdf_kept": netcdf,
+            "buckets": [(str(b), int(row[i] or 0)) for i, b in enumerate(BUCKETS)]
+            + [("+Inf", total)],
+            "seconds": float(row[len(BUCKETS) + 1] or 0.0),
+        }
+        self._totals[key] = (time.monotonic(), figures)
+        return figures
+
+    def collect(self) -> Iterator[Any]:
         from radarlib.state.sqlite import SQLiteStateTracker
         from radarlib.status import require_database
 
@@ -137,69 +204,30 @@ class StateCollector(Collector):
             "radarlib_state_db_up", "1 when the state database answered", labels=["path"]
         )
         now = datetime.now(timezone.utc)
-        bucket_sql = ", ".join(
-            f"SUM(conversion_seconds <= {b})" for b in BUCKETS
-        )  # constants, not input
         with self._lock:
             for db, radars in self.targets:
                 try:
                     require_database(db)
-                    with SQLiteStateTracker(db, timeout=5.0) as tracker, tracker._use() as conn:
+                    with SQLiteStateTracker(db, timeout=5.0) as tracker:
                         codes = list(radars) if radars else tracker.radar_codes()
-                        for radar in codes:
-                            count, size, failed, last, kept = conn.execute(
-                                "SELECT SUM(status = 'downloaded'),"
-                                " SUM(CASE WHEN status = 'downloaded' THEN file_size END),"
-                                " SUM(status = 'failed'),"
-                                " MAX(CASE WHEN status = 'downloaded'"
-                                " THEN observation_datetime END),"
-                                " SUM(CASE WHEN status = 'downloaded' AND deleted_at IS NULL"
-                                " THEN file_size END)"
-                                " FROM downloads WHERE radar_code = ?",
-                                (radar,),
-                            ).fetchone()
-                            files.add_metric([radar], count or 0)
-                            volume_bytes.add_metric([radar], size or 0)
-                            failures.add_metric([radar], failed or 0)
-                            if last:
-                                moment = parse_iso(str(last))
-                                newest.add_metric([radar], moment.timestamp())
-                                age.add_metric([radar], (now - moment).total_seconds())
-                            counts = dict.fromkeys(VOLUME_STATUSES, 0)
-                            for status, number in conn.execute(
-                                "SELECT status, COUNT(*) FROM volume_processing"
-                                " WHERE radar_code = ? GROUP BY status",
-                                (radar,),
-                            ):
-                                counts[str(status)] = int(number)
-                            for status, number in counts.items():
-                                volumes.add_metric([radar, status], number)
-                            waiting, ready = conn.execute(
-                                "SELECT SUM(is_complete = 0 AND process_incomplete = 0),"
-                                " SUM(is_complete = 1 OR process_incomplete = 1)"
-                                " FROM volume_processing WHERE radar_code = ?"
-                                " AND status = 'pending'",
-                                (radar,),
-                            ).fetchone()
-                            incomplete.add_metric([radar], waiting or 0)
-                            queue.add_metric([radar], ready or 0)
-                            row = conn.execute(
-                                f"SELECT {bucket_sql}, COUNT(conversion_seconds),"
-                                " SUM(conversion_seconds) FROM volume_processing"
-                                " WHERE radar_code = ?",
-                                (radar,),
-                            ).fetchone()
-                            total = int(row[len(BUCKETS)] or 0)
-                            buckets = [
-                                (str(b), int(row[i] or 0)) for i, b in enumerate(BUCKETS)
-                            ] + [("+Inf", total)]
-                            duration.add_metric(
-                                [radar], buckets, sum_value=float(row[len(BUCKETS) + 1] or 0)
-                            )
-                            archive.add_metric([radar, "bufr"], kept or 0)
-                            archive.add_metric(
-                                [radar, "netcdf"], self._netcdf_bytes(conn, db, radar)
-                            )
+                        figures = [
+                            (radar, self._live(tracker, radar), self._heavy(tracker, db, radar))
+                            for radar in codes
+                        ]
+                    for radar, live, heavy in figures:
+                        failures.add_metric([radar], live["failed"])
+                        if live["newest"] is not None:
+                            newest.add_metric([radar], live["newest"].timestamp())
+                            age.add_metric([radar], (now - live["newest"]).total_seconds())
+                        for status, number in live["volumes"].items():
+                            volumes.add_metric([radar, status], number)
+                        incomplete.add_metric([radar], live["waiting"])
+                        queue.add_metric([radar], live["ready"])
+                        files.add_metric([radar], heavy["files"])
+                        volume_bytes.add_metric([radar], heavy["bytes"])
+                        duration.add_metric([radar], heavy["buckets"], sum_value=heavy["seconds"])
+                        archive.add_metric([radar, "bufr"], heavy["bufr_kept"])
+                        archive.add_metric([radar, "netcdf"], heavy["netcdf_kept"])
                     up.add_metric([str(db)], 1)
                 except Exception as exc:  # one bad database must not break the scrape
                     log.warning("metrics: cannot read %s: %s", db, exc)
