@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +48,29 @@ def sample_paths(samples_dir: Path) -> dict[str, Path]:
 def rma11_dir(samples_dir: Path) -> Path:
     """The RMA11 sample folder (volumes 0315/01 and 0315/02)."""
     return samples_dir / "RMA11"
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Callable[[Path, str], None]]:
+    """``small_disk(folder, "600k")``: a real, small file system (tmpfs) at ``folder``, so a
+    test can fill it up; call again with a larger size to make room (it is remounted).
+    Skips where mounting is not allowed (not root, no CAP_SYS_ADMIN), saying so."""
+    mounted: list[Path] = []
+
+    def mount(folder: Path, size: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        options = f"remount,size={size}" if folder in mounted else f"size={size}"
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip()})")
+        if folder not in mounted:
+            mounted.append(folder)
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)

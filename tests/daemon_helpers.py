@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any
 
 from radarlib.filename import BufrFileName
 from radarlib.pipeline.download import DateBasedDaemonConfig
+from radarlib.state.sqlite import SQLiteStateTracker
 from radarlib.volume_types import VolumeTypes, expected_fields
 
 
@@ -75,3 +78,49 @@ def record_download(tracker: Any, path: Path, types: VolumeTypes) -> list[str]:
             expected_fields=expected_fields(types, name.strategy, name.volume_number),
         )
     )
+
+
+def bufr_bytes(size: int) -> bytes:
+    """Random content framed as one whole BUFR message of ``size`` bytes (section 0 length,
+    edition 4, ``7777`` at the end): what the download side takes as a complete file."""
+    return b"BUFR" + size.to_bytes(3, "big") + b"\x04" + os.urandom(size - 12) + b"7777"
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+class RunningDaemon:
+    """Runs a daemon in a background thread with its own event loop (for live scenarios)."""
+
+    def __init__(self, daemon: Any) -> None:
+        self.daemon = daemon
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._main, daemon=True)
+        self.thread.start()
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self.daemon.run())
+        except BaseException as exc:  # handed to the test
+            self.error = exc
+
+    def stop(self, timeout: float = 10.0) -> float:
+        started = time.monotonic()
+        self.daemon.stop()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "daemon did not stop"
+        if self.error is not None:
+            raise self.error
+        return time.monotonic() - started
+
+
+def downloaded(db: Path, name: str) -> bool:
+    if not db.exists():
+        return False
+    with SQLiteStateTracker(db) as tracker:
+        return tracker.is_downloaded(name)

@@ -37,7 +37,7 @@ with warnings.catch_warnings():  # pyftpdlib still imports asyncore/asynchat (de
     from pyftpdlib.filesystems import AbstractedFS
     from pyftpdlib.handlers import DTPHandler, FTPHandler, ThrottledDTPHandler
     from pyftpdlib.ioloop import IOLoop
-    from pyftpdlib.servers import FTPServer
+    from pyftpdlib.servers import FTPServer, ThreadedFTPServer
 
 __all__ = ["FTPServerThread", "ftp_server"]
 
@@ -60,8 +60,10 @@ class FTPServerThread:
         rest: bool = True,
         certfile: Path | None = None,
         keyfile: Path | None = None,
+        rtt: float = 0.0,
     ) -> None:
         self.root = Path(root)
+        self.rtt = rtt  # a WAN's round trip: each reply and each data connection waits this long
         self.root.mkdir(parents=True, exist_ok=True)
         self.user = user
         self.password = password
@@ -71,6 +73,13 @@ class FTPServerThread:
         self.retrieved_tls: list[bool] = []
         self.listed: list[str] = []
         self.extra_listing: dict[str, list[str]] = {}
+        # fault handlers: raw listing lines (a list, or a factory of a lazy iterator), the
+        # text of SIZE replies, and a per-user session limit answered with a bare 530
+        self.raw_listing: dict[str, Any] = {}
+        self.size_reply: str | None = None
+        self.session_limit = 0
+        self.sessions = 0
+        self.refused_sessions = 0
         self.failed_logins = 0
         self.fake_passive_port = 0  # when set, EPSV points clients at this (closed) port
         self.mlsd = mlsd
@@ -103,6 +112,13 @@ class FTPServerThread:
                 with owner._lock:
                     return list(owner.extra_listing.get(self.fs2ftp(basedir).rstrip("/"), []))
 
+            def _raw(self, basedir: str, mlsd: bool) -> Iterator[bytes]:
+                with owner._lock:
+                    raw = owner.raw_listing.get(self.fs2ftp(basedir).rstrip("/"))
+                lines = raw(mlsd) if callable(raw) else (raw or [])
+                for line in lines:
+                    yield line if isinstance(line, bytes) else line.encode("utf-8", "replace")
+
             def format_mlsx(
                 self, basedir: str, listing: Any, perms: str, facts: Any, ignore_err: bool = True
             ) -> Iterator[bytes]:
@@ -110,6 +126,7 @@ class FTPServerThread:
                 for name in self._extra(basedir):
                     line = f"type=file;size=10;modify=20250101000000; {name}\r\n"
                     yield line.encode("utf-8", "surrogateescape")
+                yield from self._raw(basedir, True)
 
             def format_list(
                 self, basedir: str, listing: Any, ignore_err: bool = True
@@ -118,25 +135,65 @@ class FTPServerThread:
                 for name in self._extra(basedir):
                     line = f"-rw-r--r--   1 owner    group          10 Jan 01 00:00 {name}\r\n"
                     yield line.encode("utf-8", "surrogateescape")
+                yield from self._raw(basedir, False)
 
         class Handler(base):  # type: ignore[valid-type,misc,unused-ignore]
             def _record(self, log: list[str], path: str) -> None:
                 with owner._lock:
                     log.append(self.fs.fs2ftp(path))
 
+            def pre_process_command(self, line: str, cmd: str, arg: Any) -> Any:
+                if owner.rtt:  # the request's and the reply's way over the WAN
+                    time.sleep(owner.rtt)
+                return super().pre_process_command(line, cmd, arg)
+
+            def _data_handshake(self) -> None:
+                if owner.rtt:  # the data connection's own round trip
+                    time.sleep(owner.rtt)
+
             def ftp_RETR(self, file: str) -> Any:
+                self._data_handshake()
                 self._record(owner.retrieved, file)
                 with owner._lock:
                     owner.retrieved_tls.append(bool(getattr(self, "_prot", False)))
                 return super().ftp_RETR(file)
 
             def ftp_MLSD(self, path: str) -> Any:
+                self._data_handshake()
                 self._record(owner.listed, path)
                 return super().ftp_MLSD(path)
 
             def ftp_LIST(self, path: str) -> Any:
+                self._data_handshake()
                 self._record(owner.listed, path)
                 return super().ftp_LIST(path)
+
+            def ftp_SIZE(self, path: str) -> Any:
+                if owner.size_reply is not None:
+                    self.respond(f"213 {owner.size_reply}")
+                    return None
+                return super().ftp_SIZE(path)
+
+            def ftp_PASS(self, line: str) -> Any:
+                with owner._lock:
+                    full = bool(owner.session_limit) and owner.sessions >= owner.session_limit
+                    owner.refused_sessions += full
+                if full:  # what some servers say at their per-user session limit
+                    self.respond("530 Login incorrect.")
+                    return None
+                result = super().ftp_PASS(line)
+                if self.authenticated and not getattr(self, "_counted", False):
+                    self._counted = True
+                    with owner._lock:
+                        owner.sessions += 1
+                return result
+
+            def on_disconnect(self) -> None:
+                if getattr(self, "_counted", False):
+                    self._counted = False
+                    with owner._lock:
+                        owner.sessions -= 1
+                super().on_disconnect()
 
             def on_login_failed(self, username: str, password: str) -> None:
                 with owner._lock:
@@ -194,9 +251,10 @@ class FTPServerThread:
         if self._thread is not None:
             raise RuntimeError("server already running")
         deadline = time.monotonic() + 10
+        kind = ThreadedFTPServer if self.rtt else FTPServer  # a thread per client: delays overlap
         while True:
             try:
-                server = FTPServer((self.host, self.port), self._handler, ioloop=IOLoop())
+                server = kind((self.host, self.port), self._handler, ioloop=IOLoop())
                 break
             except OSError:
                 if self.port == 0 or time.monotonic() > deadline:
@@ -214,7 +272,10 @@ class FTPServerThread:
     def _serve(self, server: FTPServer) -> None:
         try:
             while not self._stopping.is_set():
-                server.ioloop.loop(timeout=0.02, blocking=False)
+                if self.rtt:
+                    server.serve_forever(timeout=0.02, blocking=False, handle_exit=False)
+                else:
+                    server.ioloop.loop(timeout=0.02, blocking=False)
         finally:
             server.close_all()
 
@@ -285,10 +346,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user", default="radar")
     parser.add_argument("--password", default=os.environ.get("FTP_TEST_PASSWORD", "secret"))
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--rtt", type=float, default=0.0, help="emulated round trip, seconds")
     args = parser.parse_args(argv)
     # Warnings only: pyftpdlib logs every command at INFO when logging is not configured.
     logging.basicConfig(level=logging.WARNING)
-    server = FTPServerThread(args.root, user=args.user, password=args.password, port=args.port)
+    server = FTPServerThread(
+        args.root, user=args.user, password=args.password, port=args.port, rtt=args.rtt
+    )
     server.start()
     print(server.port, flush=True)
     try:

@@ -1,12 +1,14 @@
-"""The dated archive layout: templates, config validation, and the processing daemon writing a
-real sample volume into its dated folder (read back with netCDF4)."""
+"""The dated archive layout: templates, config validation, the download daemon storing files
+fetched from a real FTP server (pyftpdlib on loopback) in their dated folders, and the
+processing daemon writing a real sample volume into its dated folder (read back with netCDF4)."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import os
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ os.environ.setdefault("PYART_QUIET", "1")
 import netCDF4
 
 import daemon_helpers
+from ftpserver import FTPServerThread
 from radarlib.archive import (
     archive_folder,
     base_folder,
@@ -27,9 +30,16 @@ from radarlib.archive import (
 )
 from radarlib.config import parse_config
 from radarlib.errors import ConfigError
-from radarlib.io.ftp import ProcessingDaemon, ProcessingDaemonConfig, SQLiteStateTracker
+from radarlib.filename import BufrFileName
+from radarlib.io.ftp import (
+    DateBasedFTPDaemon,
+    ProcessingDaemon,
+    ProcessingDaemonConfig,
+    SQLiteStateTracker,
+)
 
 T = datetime(2025, 1, 8, 3, 59, 59, tzinfo=timezone.utc)
+HOURLY = "{year}/{month}/{day}/{hour}"
 SAMPLE_TYPES = {"0315": {"01": ["DBZH", "DBZV", "ZDR", "KDP"], "02": ["VRAD", "WRAD"]}}
 
 
@@ -100,3 +110,79 @@ def test_processing_writes_into_the_dated_folder(tmp_path: Path, rma11_dir: Path
     with netCDF4.Dataset(written) as nc:
         assert "DBZH" in nc.variables
     assert not (tmp_path / "nc" / "{year}").exists()  # no literal placeholder folder
+
+
+def _publish(server: FTPServerThread, moments: list[datetime]) -> dict[str, bytes]:
+    published = {}
+    for moment in moments:
+        name = BufrFileName("RMA11", "0315", "02", "VRAD", moment).name
+        published[name] = daemon_helpers.bufr_bytes(3000)
+        server.publish(name, published[name])
+    return published
+
+
+def test_download_daemon_stores_files_in_their_dated_folders(
+    ftp_server: FTPServerThread, tmp_path: Path
+) -> None:
+    day = datetime(2025, 10, 20, tzinfo=timezone.utc)
+    moments = [
+        day + timedelta(hours=1, minutes=5),
+        day + timedelta(hours=13),
+        day + timedelta(days=1, hours=23, minutes=59),
+    ]
+    published = _publish(ftp_server, moments)
+    source = {"host": "127.0.0.1", "port": ftp_server.port, "username": "radar"}
+    radar = {"code": "RMA11", "start_date": "2025-10-20T00:00:00Z"}
+    config = parse_config(
+        {
+            "sources": {"main": {**source, "password_env": "ARCHIVE_TEST_PW"}},
+            "radars": [{**radar, "end_date": "2025-10-22T00:00:00Z"}],
+            "paths": {"root": str(tmp_path), "bufr_dir": "{root}/{radar}/bufr/" + HOURLY},
+            "download": {"poll_interval": 0.2, "retry_backoff": 0.05},
+        },
+        env={"ARCHIVE_TEST_PW": "secret"},
+    ).download_config("RMA11")
+    base = tmp_path.resolve() / "RMA11" / "bufr"
+    asyncio.run(asyncio.wait_for(DateBasedFTPDaemon(config).run(), 120))
+
+    stored = {p.name: p for p in base.rglob("*.BUFR")}
+    assert set(stored) == set(published)
+    with SQLiteStateTracker(config.state_db) as tracker:
+        for name, content in published.items():
+            t = BufrFileName.parse(name).time
+            path = stored[name]
+            assert path.parent == base / f"{t:%Y}" / f"{t:%m}" / f"{t:%d}" / f"{t:%H}"
+            assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(content).digest()
+            row = tracker.get_download(name)
+            assert row["status"] == "downloaded" and Path(row["local_path"]) == path
+    assert (base / ".radarlib-download-RMA11.lock").exists()  # the lock is in the base folder
+    assert not [p for p in tmp_path.rglob("*") if "{" in p.name]  # no literal placeholder
+    assert not list(tmp_path.rglob("*.part"))
+
+
+def test_download_daemon_keeps_dated_folders_inside_its_root(
+    ftp_server: FTPServerThread, tmp_path: Path
+) -> None:
+    day = datetime(2025, 10, 20, tzinfo=timezone.utc)
+    _publish(ftp_server, [day + timedelta(hours=1)])
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "dl").mkdir()
+    (tmp_path / "dl" / "2025").symlink_to(outside)  # a dated folder that escapes the root
+    config = daemon_helpers.ftp_daemon_config(
+        ftp_server,
+        tmp_path,
+        local_download_dir=tmp_path / "dl" / "{year}" / "{month}",
+        start_date=day,
+        end_date=day + timedelta(hours=2),
+        max_attempts=1,
+    )
+    daemon = DateBasedFTPDaemon(config)
+    asyncio.run(asyncio.wait_for(daemon.run(), 60))
+    assert not list(outside.rglob("*"))
+    assert daemon.get_stats()["failures"] == 1 and not ftp_server.retrieved
+    with pytest.raises(ConfigError) as err:
+        daemon_helpers.ftp_daemon_config(
+            ftp_server, tmp_path, local_download_dir=tmp_path / "{year}", local_layout="date"
+        )
+    assert err.value.key == "local_layout"

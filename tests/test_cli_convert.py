@@ -100,3 +100,18 @@ def test_runs_as_a_command(rma11_dir: Path, tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert bad.returncode == 2 and "compression-level" in bad.stderr
+
+
+def test_each_sweep_time_warning_is_printed_once(rma11_dir: Path, tmp_path: Path) -> None:
+    """RMA11 0315/01's sweeps 13 and 14 end before they start, in each of its 4 field files."""
+    files = sorted(str(p) for p in rma11_dir.glob("RMA11_0315_01_*.BUFR"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "radarlib", "convert", *files, "-o", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    output = proc.stdout + proc.stderr
+    for sweep in (13, 14):
+        lines = [line for line in output.splitlines() if f"sweep {sweep}" in line]
+        assert len(lines) == 1, lines
+        assert lines[0].startswith(f"  warning: sweep {sweep}: end time 2025-10-20T15:32:32Z")

@@ -123,6 +123,7 @@ poll_interval = 0.5
 max_concurrent_processing = 1
 max_attempts = 1
 shutdown_grace_seconds = 20
+on_bad_field = "fail"  # the corrupt VRAD fails its volume (the default "drop" would drop it)
 
 [[radars]]
 code = "RMA1"
@@ -156,7 +157,9 @@ def served(tmp_path: Path) -> Iterator[tuple[FTPServerThread, dict[str, Path]]]:
     pristine = tmp_path / "pristine" / corrupt.name
     pristine.parent.mkdir()
     pristine.write_bytes(corrupt.read_bytes())
-    corrupt.write_bytes(corrupt.read_bytes()[: corrupt.stat().st_size // 3])
+    spoiled = bytearray(corrupt.read_bytes())  # whole (length, 7777), the data garbled
+    spoiled[60 : len(spoiled) // 2] = b"\xff" * (len(spoiled) // 2 - 60)
+    corrupt.write_bytes(bytes(spoiled))
     good["pristine"] = pristine
     server = FTPServerThread(root, user="radar", password=PASSWORD).start()
     try:
@@ -166,7 +169,8 @@ def served(tmp_path: Path) -> Iterator[tuple[FTPServerThread, dict[str, Path]]]:
 
 
 def hidden_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob(".*") if p.is_file()]
+    """Left-over temporary files (not the download owner's ``.radarlib-download-*.lock``)."""
+    return [p for p in root.rglob(".*") if p.is_file() and not p.name.endswith(".lock")]
 
 
 def test_run_status_reprocess_cycle(
@@ -196,7 +200,7 @@ def test_run_status_reprocess_cycle(
     assert not any(r["status"] == "processing" for r in rows.values())
     assert hidden_files(data) == []  # no .part / .tmp left behind
     for radar in ("RMA1", "RMA2"):
-        names = {p.name for p in (data / radar / "bufr").iterdir()}
+        names = {p.name for p in (data / radar / "bufr").glob("*.BUFR")}
         assert names == {n for n in files if n.startswith(radar + "_")}
     import netCDF4
 
@@ -313,7 +317,7 @@ def test_help_lists_the_commands() -> None:
         [sys.executable, "-m", "radarlib", "--help"],
         capture_output=True, text=True, timeout=60, env=python_env(),
     )  # fmt: skip
-    for command in ("run", "status", "reprocess", "demo", "convert", "inspect"):
+    for command in ("run", "rescan", "status", "reprocess", "demo", "convert", "inspect"):
         assert command in result.stdout
     for command in ("run", "status", "reprocess", "demo"):
         sub = subprocess.run(
@@ -349,3 +353,37 @@ def test_log_lines_carry_radar_and_volume_and_hide_secrets() -> None:
         (None, None),
     ]
     assert PASSWORD not in stream.getvalue() and "login with *** failed" in stream.getvalue()
+
+
+def test_rescan_command_downloads_a_period_then_a_running_daemon_takes_requests(
+    served: tuple[FTPServerThread, dict[str, Path]], tmp_path: Path
+) -> None:
+    """`radarlib rescan` lists a period itself; while `radarlib run` owns the radar, the
+    request goes to that daemon through the state database."""
+    server, files = served
+    data = tmp_path / "data"
+    config = write_config(tmp_path / "r.toml", server.port, data)
+    env = python_env(RADARLIB_FTP_PASSWORD=PASSWORD)
+    command = [sys.executable, "-m", "radarlib", "rescan", "--config", str(config)]
+    window = ["--since", "2025-11-18T12:30:00Z", "--until", "2025-11-18T12:30:00Z"]
+    result = subprocess.run(
+        [*command, "--radar", "RMA1", *window],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    rma1_vol1 = {n for n in files if n.startswith("RMA1_0315_01_")}
+    assert f"RMA1: {len(rma1_vol1)} file(s) downloaded" in result.stdout
+    assert {p.name for p in (data / "RMA1" / "bufr").glob("*.BUFR")} == rma1_vol1
+
+    run = RunProcess(config, tmp_path / "run.log", "--only", "download", env=env)
+    try:
+        db = data / "state.db"
+        run.wait_until(lambda: (data / "RMA2" / "bufr").is_dir(), db=db)
+        queued = subprocess.run(
+            [*command, "--radar", "RMA2", *window],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+        assert queued.returncode == 0, queued.stderr[-2000:]
+        assert "RMA2: a running daemon owns this radar" in queued.stdout
+    finally:
+        assert run.terminate() == 0

@@ -108,7 +108,7 @@ def test_unknown_key_is_named(tmp_path: Path, snippet: str, key: str) -> None:
             "must be an integer",
         ),
         ("[download]\nverify_checksums = 1\n", "download.verify_checksums", "true or false"),
-        ("[download]\nlocal_layout = 'tree'\n", "download.local_layout", "flat, date"),
+        ("[download]\nlocal_layout = 'tree'\n", "download.local_layout", "'flat' or 'date'"),
         (
             "[processing]\nincomplete_timeout_hours = -1\n",
             "processing.incomplete_timeout_hours",
@@ -330,7 +330,7 @@ def test_processing_executor_dask_reaches_the_daemon_config(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("snippet", "key", "words"),
     [
-        ('executor = "threads"\n', "processing.executor", "processes, dask"),
+        ('executor = "threads"\n', "processing.executor", "'processes' or 'dask'"),
         ('executor = "dask"\n', "processing.dask_scheduler", "required with executor = 'dask'"),
         (
             'executor = "dask"\ndask_scheduler = "10.0.0.5:8786"\n',
@@ -338,7 +338,7 @@ def test_processing_executor_dask_reaches_the_daemon_config(tmp_path: Path) -> N
             "tcp://host:8786",
         ),
         ('dask_scheduler = "tcp://h:8786"\n', "processing.dask_scheduler", "only used"),
-        ("dask_scheduler = 8786\n", "processing.dask_scheduler", "must be a string"),
+        ("dask_scheduler = 8786\n", "processing.dask_scheduler", "not a scheduler address"),
     ],
 )
 def test_processing_executor_errors_name_the_key(
@@ -379,3 +379,98 @@ def test_tls_ca_file_is_relative_to_the_config_and_checked_by_the_daemon(tmp_pat
     assert daemon_config.ssl_context() is not None  # loads the CA
     assert daemon_config.use_tls is True
     assert daemon_config.tls_ca_file == tmp_path / "certs" / "ca.pem"
+
+
+# --------------------------------------------------------------------------- issue 14 / 13
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = MINIMAL.replace('host = "ftp.example.org"', 'host = "ftp.example.org"\nport = "21"')
+    text += "[download]\npoll_interval = -5\nmax_attempts = 0\n[processing]\nretries = 3\n"
+    text += "[logging]\nlevel = 'LOUD'\n"
+    error = error_for(tmp_path, text)
+    from radarlib.config import ConfigErrors
+
+    assert isinstance(error, ConfigErrors)
+    keys = [problem.key for problem in error.problems]
+    assert sorted(keys) == sorted(
+        [
+            "sources.main.port",
+            "download.poll_interval",
+            "download.max_attempts",
+            "processing.retries",
+            "logging.level",
+        ]
+    )
+    assert str(error).startswith("5 problems in the configuration:")
+    for key in keys:
+        assert key in str(error)
+
+
+def test_a_wrong_password_type_never_shows_its_value(tmp_path: Path) -> None:
+    text = MINIMAL.replace('username = "radar"', 'username = "radar"\npassword = 73194528')
+    error = error_for(tmp_path, text, env={})
+    assert error.key == "sources.main.password"
+    assert "must be a string, not an integer" in str(error)
+    assert "73194528" not in str(error) and "73194528" not in repr(error)
+
+
+def test_download_and_processing_keys_are_the_daemon_config_fields() -> None:
+    import dataclasses
+
+    from radarlib import config as module
+    from radarlib.pipeline.download import DateBasedDaemonConfig
+    from radarlib.pipeline.processing import ProcessingDaemonConfig
+
+    for cls, elsewhere, keys in (
+        (DateBasedDaemonConfig, module._DOWNLOAD_ELSEWHERE, module._download_class()[2]),
+        (ProcessingDaemonConfig, module._PROCESSING_ELSEWHERE, module._processing_class()[2]),
+    ):
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
+        assert set(keys) == names - elsewhere
+        assert elsewhere <= names  # no stale exclusion
+
+
+def test_a_new_daemon_config_field_becomes_a_toml_key_checked_by_the_dataclass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lead adds fields to DateBasedDaemonConfig: the TOML layer must follow by itself."""
+    import dataclasses
+
+    from radarlib.checks import check_integer
+    from radarlib.pipeline import download
+
+    @dataclasses.dataclass
+    class Extended(download.DateBasedDaemonConfig):
+        max_file_size: int = 200_000_000
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            check_integer("max_file_size", self.max_file_size, 1)
+
+    monkeypatch.setattr(download, "DateBasedDaemonConfig", Extended)
+    error = error_for(tmp_path, MINIMAL + "[download]\nmax_file_size = 0\n")
+    assert error.key == "download.max_file_size" and ">= 1" in str(error)
+    config = load_config(
+        write(tmp_path, MINIMAL + "[download]\nmax_file_size = 5000\n"),
+        env={DEFAULT_PASSWORD_ENV: "pw"},
+    )
+    assert config.download_config("RMA1").max_file_size == 5000
+
+
+def test_a_field_no_radar_produces_is_warned_with_the_cause(tmp_path: Path) -> None:
+    text = MINIMAL + '[volume_types.0315]\n01 = ["DBZH", "KPD"]\n02 = ["VRAD", "WRAD"]\n'
+    config = load_config(write(tmp_path, text), env={DEFAULT_PASSWORD_ENV: "pw"})
+    assert len(config.warnings) == 1
+    warning = config.warnings[0]
+    assert warning.startswith("volume_types.0315.01: field 'KPD' is not a field the radars")
+    assert "did you mean KDP?" in warning
+    plain = load_config(write(tmp_path, MINIMAL), env={DEFAULT_PASSWORD_ENV: "pw"})
+    assert plain.warnings == ()
+
+
+def test_run_accepts_log_level_critical() -> None:
+    from radarlib.cli import build_parser
+
+    args = build_parser().parse_args(["run", "--config", "x.toml", "--log-level", "critical"])
+    assert args.log_level == "CRITICAL"

@@ -342,7 +342,8 @@ def test_bad_config_and_taken_port_exit_2(tmp_path: Path) -> None:
 
 
 def test_healthz_names_each_stale_or_silent_radar(tmp_path: Path) -> None:
-    db = build_db(tmp_path / "state.db")  # observations of 2025-11-18
+    two_hours_ago = datetime.now(timezone.utc) - timedelta(hours=2)
+    db = build_db(tmp_path / "state.db", downloaded_at=two_hours_ago)
     args = ("--db", str(db), "--radar", "RMA1", "--radar", "RMA5", "--radar", "RMA9")
     served = serve(tmp_path, *args, "--max-age", "15")
     try:
@@ -350,17 +351,20 @@ def test_healthz_names_each_stale_or_silent_radar(tmp_path: Path) -> None:
         assert status == 503
         reasons = report["reasons"]
         assert len(reasons) == 3
-        assert reasons[0].startswith("RMA1: newest observation 2025-11-18T12:35:00Z is ")
-        assert reasons[1].startswith("RMA5: newest observation 2025-11-18T12:35:00Z")
-        assert reasons[2] == "RMA9: nothing downloaded yet"
+        assert reasons[0] == "RMA1: newest file downloaded 120 min ago (limit 15 min)"
+        assert reasons[1] == "RMA5: newest file downloaded 120 min ago (limit 15 min)"
+        assert reasons[2] == "RMA9: has never downloaded anything"
         by_radar = {r["radar"]: r for r in report["databases"][0]["radars"]}
-        assert by_radar["RMA1"]["age_seconds"] > 3600 and not by_radar["RMA1"]["ok"]
+        assert by_radar["RMA1"]["age_minutes"] == pytest.approx(120, abs=1)
+        assert not by_radar["RMA1"]["healthy"] and by_radar["RMA1"]["last_download"]
+        assert report["max_age_minutes"] == 15
     finally:
         assert served.stop() == 0
-    lenient = serve(tmp_path, "--db", str(db), "--max-age", str(60 * 24 * 3650))
+    lenient = serve(tmp_path, "--db", str(db), "--max-age", "180")
     try:
         status, report = lenient.json("/healthz")
-        assert status == 200 and [r["ok"] for r in report["databases"][0]["radars"]] == [True, True]
+        radars = report["databases"][0]["radars"]
+        assert status == 200 and [r["healthy"] for r in radars] == [True, True]
     finally:
         assert lenient.stop() == 0
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import shutil
 import threading
 import time
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from daemon_helpers import ftp_daemon_config
+from daemon_helpers import RunningDaemon, bufr_bytes, downloaded, ftp_daemon_config, wait_for
 from ftpserver import FTPServerThread
 from radarlib.bufr.synthetic import write_synthetic_volume
 from radarlib.errors import FTPAuthError, RemotePathError
@@ -60,7 +59,7 @@ def _publish_random(
     names = []
     for field in fields:
         name = BufrFileName(radar, "0315", volume, field, moment).name
-        server.publish(name, os.urandom(size))
+        server.publish(name, bufr_bytes(size))
         names.append(name)
     return names
 
@@ -70,7 +69,8 @@ def _remote_of(server: FTPServerThread, name: str) -> Path:
 
 
 def _local_files(root: Path) -> dict[str, Path]:
-    return {p.name: p for p in root.rglob("*") if p.is_file()}
+    """The radar files under ``root`` (not the owner's ``.radarlib-download-*.lock``)."""
+    return {p.name: p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".lock")}
 
 
 def _assert_verified(server: FTPServerThread, tmp_path: Path, names: set[str]) -> None:
@@ -87,46 +87,6 @@ def _assert_verified(server: FTPServerThread, tmp_path: Path, names: set[str]) -
             assert row["checksum"] == _sha(remote)
             assert Path(row["local_path"]) == local[name].resolve()
         assert tracker.count() == len(names)
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
-
-
-class _Running:
-    """Runs a daemon in a background thread with its own event loop (for live scenarios)."""
-
-    def __init__(self, daemon: DateBasedFTPDaemon) -> None:
-        self.daemon = daemon
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._main, daemon=True)
-        self.thread.start()
-
-    def _main(self) -> None:
-        try:
-            asyncio.run(self.daemon.run())
-        except BaseException as exc:  # handed to the test
-            self.error = exc
-
-    def stop(self, timeout: float = 10.0) -> float:
-        started = time.monotonic()
-        self.daemon.stop()
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "daemon did not stop"
-        if self.error is not None:
-            raise self.error
-        return time.monotonic() - started
-
-
-def _downloaded(db: Path, name: str) -> bool:
-    if not db.exists():
-        return False
-    with SQLiteStateTracker(db) as tracker:
-        return tracker.is_downloaded(name)
 
 
 # -- date range --------------------------------------------------------------------------------
@@ -210,9 +170,10 @@ def test_restart_resumes_without_redownloading_or_gaps(
             ftp_server, DAY + timedelta(hours=h, minutes=7), ("DBZH", "ZDR"), size=50_000
         )
     }
-    config = _config(ftp_server, tmp_path, start_date=DAY + timedelta(hours=10))
-    first = _Running(DateBasedFTPDaemon(config, clock=lambda: now[0]))
-    _wait_for(lambda: all(_downloaded(tmp_path / "state.db", n) for n in early))
+    # rescan_days=0: no deep rescan, so what is listed again shows the resume point at work
+    config = _config(ftp_server, tmp_path, start_date=DAY + timedelta(hours=10), rescan_days=0)
+    first = RunningDaemon(DateBasedFTPDaemon(config, clock=lambda: now[0]))
+    wait_for(lambda: all(downloaded(tmp_path / "state.db", n) for n in early))
     first.stop()
     with SQLiteStateTracker(tmp_path / "state.db") as tracker:
         checkpoint = tracker.get_checkpoint(f"ftp-scan:RMA11@127.0.0.1:{ftp_server.port}/L2")
@@ -230,8 +191,8 @@ def test_restart_resumes_without_redownloading_or_gaps(
     now[0] = DAY + timedelta(hours=20)
     listed_before = len(ftp_server.listed)
     second = DateBasedFTPDaemon(config, clock=lambda: now[0])
-    runner = _Running(second)
-    _wait_for(lambda: all(_downloaded(tmp_path / "state.db", n) for n in later))
+    runner = RunningDaemon(second)
+    wait_for(lambda: all(downloaded(tmp_path / "state.db", n) for n in later))
     runner.stop()
 
     _assert_verified(ftp_server, tmp_path, early | later)
@@ -256,15 +217,15 @@ def test_continuous_picks_up_new_and_late_files_within_two_polls(
     first = set(_publish_random(ftp_server, now - timedelta(minutes=3), ("DBZH",)))
     config = _config(ftp_server, tmp_path, lookback_hours=2.0)
     daemon = DateBasedFTPDaemon(config)
-    runner = _Running(daemon)
-    _wait_for(lambda: all(_downloaded(tmp_path / "state.db", n) for n in first))
+    runner = RunningDaemon(daemon)
+    wait_for(lambda: all(downloaded(tmp_path / "state.db", n) for n in first))
 
     polls_at_add = daemon.get_stats()["polls"]
     new = set(
         _publish_random(ftp_server, now - timedelta(seconds=20), ("VRAD", "WRAD"), volume="02")
     )
     late = set(_publish_random(ftp_server, now - timedelta(minutes=65), ("KDP",)))
-    _wait_for(lambda: all(_downloaded(tmp_path / "state.db", n) for n in new | late))
+    wait_for(lambda: all(downloaded(tmp_path / "state.db", n) for n in new | late))
     polls_used = daemon.get_stats()["polls"] - polls_at_add
     runner.stop()
 
@@ -280,14 +241,14 @@ def test_file_still_growing_is_not_taken_until_complete(
     moment = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
     name = BufrFileName("RMA11", "0315", "01", "DBZH", moment).name
     target = ftp_server.publish(name, b"")
-    chunks = [os.urandom(20_000) for _ in range(30)]
+    content = bufr_bytes(30 * 20_000)
     daemon = DateBasedFTPDaemon(_config(ftp_server, tmp_path))
-    runner = _Running(daemon)
-    for chunk in chunks:  # the upload: a chunk every 50 ms, faster than the 200 ms polls
+    runner = RunningDaemon(daemon)
+    for at in range(0, len(content), 20_000):  # the upload: 20 kB every 50 ms, polls 200 ms
         with open(target, "ab") as handle:
-            handle.write(chunk)
+            handle.write(content[at : at + 20_000])
         time.sleep(0.05)
-    _wait_for(lambda: _downloaded(tmp_path / "state.db", name))
+    wait_for(lambda: downloaded(tmp_path / "state.db", name))
     runner.stop()
     _assert_verified(ftp_server, tmp_path, {name})
     assert target.stat().st_size == 30 * 20_000
@@ -325,7 +286,7 @@ def test_server_stopped_mid_transfer_and_restarted(tmp_path: Path, rest: bool) -
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
-        _wait_for(lambda: bool(list(tmp_path.rglob("*.part"))))  # a RETR was accepted
+        wait_for(lambda: bool(list(tmp_path.rglob("*.part"))))  # a RETR was accepted
         time.sleep(1.0)  # some 300 kB of the 1.5 MB are in
         server.stop()  # every connection dropped mid-transfer
         time.sleep(0.5)
@@ -369,60 +330,58 @@ def test_failed_file_recorded_then_retried_later(
     _assert_verified(ftp_server, tmp_path, good | {name})
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
-def test_a_full_disk_fails_the_file_not_the_daemon(
-    ftp_server: FTPServerThread, tmp_path: Path
+def test_a_full_disk_is_waited_out_not_counted(
+    ftp_server: FTPServerThread, tmp_path: Path, small_disk: Callable[[Path, str], None]
 ) -> None:
-    """Writing a file fails with ENOSPC: that file is recorded failed, the rest go on."""
+    """The download folder's disk fills up: files wait (no attempt burned), then all arrive."""
     moment = DAY + timedelta(hours=1, minutes=10)
-    names = set(_publish_random(ftp_server, moment, ("DBZH", "ZDR", "KDP")))
-    full = sorted(names)[0]
-    (tmp_path / "dl").mkdir()
-    (tmp_path / "dl" / f".{full}.part").symlink_to("/dev/full")  # every write: no space
-    config = _config(
-        ftp_server, tmp_path, start_date=DAY, end_date=DAY + timedelta(hours=2), max_attempts=1
-    )
+    names = set(_publish_random(ftp_server, moment, ("DBZH", "ZDR", "KDP"), size=400_000))
+    small_disk(tmp_path / "dl", "600k")  # room for one file, not three
+    config = _config(ftp_server, tmp_path, start_date=DAY, max_attempts=1)
     daemon = DateBasedFTPDaemon(config)
-    _run(daemon)
-    assert daemon.get_stats()["failures"] == 1
-    assert daemon.get_stats()["files_downloaded"] == len(names) - 1
+    runner = RunningDaemon(daemon)
+    wait_for(lambda: daemon.get_stats()["files_downloaded"] == 1)
+    time.sleep(1.0)  # several tries of the other two hit the full disk meanwhile
     with SQLiteStateTracker(tmp_path / "state.db") as tracker:
-        row = tracker.get_download(full)
-        assert row is not None and row["status"] == "failed"
-        assert "No space left on device" in row["last_error"]
-    assert not list((tmp_path / "dl").glob(".*.part"))  # the link too: nothing left behind
-
-    time.sleep(0.6)  # failed_retry_interval; the disk has space again
-    _run(DateBasedFTPDaemon(config))
+        waiting = [tracker.get_remote_file(n) for n in names]
+    stuck = [r for r in waiting if r is not None and r["status"] == "failed"]
+    assert len(stuck) == 2
+    assert all("No space left on device" in r["last_error"] and r["attempts"] == 0 for r in stuck)
+    assert daemon.get_stats()["failures"] == 0  # nothing given up
+    small_disk(tmp_path / "dl", "4m")  # space again: no restart needed
+    wait_for(lambda: all(downloaded(tmp_path / "state.db", n) for n in names))
+    runner.stop()
     _assert_verified(ftp_server, tmp_path, names)
+    assert not list((tmp_path / "dl").glob(".*.part"))
 
 
-def test_a_burst_that_cannot_be_made_durable_is_not_recorded_and_retried(
+def test_a_file_is_recorded_only_once_durable(
     ftp_server: FTPServerThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A write-back error (EIO from fsync/syncfs) fails the burst's files: no row, retried."""
-    from radarlib.pipeline import download as download_daemon
+    """A write-back error (EIO from fsync) when a file is finished: no row, retried, then kept."""
+    from radarlib.pipeline import fetch
 
     names = set(_publish_random(ftp_server, DAY + timedelta(hours=1), ("DBZH", "ZDR", "KDP")))
-    real = download_daemon.sync_files
-    seen: list[list[str]] = []
-    recorded_when_failing: list[int] = []
+    real = fetch.fsync_path
+    failed: list[int] = []
+    lock = threading.Lock()
 
-    def flaky(paths: list[Path]) -> list[OSError | None]:
-        seen.append([p.name for p in paths])
-        if len(seen) == 1:  # the first burst hits a disk error
-            with SQLiteStateTracker(tmp_path / "state.db") as tracker:
-                recorded_when_failing.append(tracker.count("downloaded"))
-            return [OSError(5, "Input/output error", str(p)) for p in paths]
-        return real(paths)
+    def flaky(path: Path, *, directory: bool = False) -> None:
+        with lock:  # finishing threads run side by side: only the first one fails
+            first = not failed
+            if first:
+                with SQLiteStateTracker(tmp_path / "state.db") as tracker:
+                    failed.append(tracker.count("downloaded"))
+        if first:
+            raise OSError(5, "Input/output error", str(path))
+        real(path, directory=directory)
 
-    monkeypatch.setattr(download_daemon, "sync_files", flaky)
+    monkeypatch.setattr(fetch, "fsync_path", flaky)
     config = _config(ftp_server, tmp_path, start_date=DAY, end_date=DAY + timedelta(hours=2))
     daemon = DateBasedFTPDaemon(config)
     _run(daemon)
-    assert recorded_when_failing == [0]
-    assert daemon.get_stats()["retries"] == len(seen[0]) and daemon.get_stats()["failures"] == 0
-    assert sorted(n for burst in seen[1:] for n in burst) == sorted(f".{n}.part" for n in names)
+    assert failed == [0]
+    assert daemon.get_stats()["failures"] == 0 and daemon.get_stats()["retries"] == 1
     _assert_verified(ftp_server, tmp_path, names)
     assert not list(tmp_path.rglob("*.part"))
 
@@ -498,9 +457,9 @@ def test_stop_during_transfers_is_quick_and_clean(
         end_date=DAY + timedelta(hours=6),
         max_concurrent_downloads=4,
     )
-    runner = _Running(DateBasedFTPDaemon(config))
+    runner = RunningDaemon(DateBasedFTPDaemon(config))
     # a .part is opened once the server accepted the RETR: two transfers are under way
-    _wait_for(lambda: len(list(tmp_path.rglob("*.part"))) >= 2)
+    wait_for(lambda: len(list(tmp_path.rglob("*.part"))) >= 2)
     elapsed = runner.stop()
     assert elapsed < 5.0
     assert not list(tmp_path.rglob("*.part"))

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from radarlib.config import example_config_path, load_config, parse_config
+from radarlib.config import ConfigErrors, example_config_path, load_config, parse_config
 from radarlib.errors import ConfigError
 
 BASE: dict[str, Any] = {
@@ -20,10 +20,14 @@ def parse(tmp_path: Path, **tables: Any) -> Any:
     return parse_config({**BASE, **tables}, env={}, base_dir=tmp_path).operations
 
 
+def parse_health(tmp_path: Path, **tables: Any) -> Any:
+    return parse_config({**BASE, **tables}, env={}, base_dir=tmp_path).health
+
+
 def test_defaults_are_off_or_safe(tmp_path: Path) -> None:
     ops = parse(tmp_path)
     assert not ops.retention.active and not ops.notifications.active
-    assert ops.metrics.listen is None and ops.health.max_age_minutes == 15
+    assert ops.metrics.listen is None and parse_health(tmp_path).max_age_minutes == 30
     assert ops.dashboard.token_env == "RADARLIB_DASHBOARD_TOKEN"
 
 
@@ -57,7 +61,6 @@ def test_full_tables(tmp_path: Path) -> None:
             },
         },
         metrics={"listen": "[::1]:9108"},
-        health={"max_age_minutes": 10},
     )
     assert ops.retention.rule("RMA5", "bufr").keep_days == 7
     assert ops.retention.rule("RMA5", "bufr").max_gb is None  # the override replaces the rule
@@ -66,7 +69,7 @@ def test_full_tables(tmp_path: Path) -> None:
     assert ops.notifications.webhooks[0].events == ("volume_failed", "radar_silent")
     assert ops.notifications.email.tls_ca_file == ca and ops.notifications.email.port == 587
     assert ops.metrics.listen == ("::1", 9108)
-    assert ops.health.max_age_minutes == 10
+    assert parse_health(tmp_path, health={"max_age_minutes": 10}).max_age_minutes == 10
 
 
 @pytest.mark.parametrize(
@@ -91,9 +94,23 @@ def test_errors_name_the_key(tmp_path: Path, tables: dict[str, Any], key: str) -
     assert err.value.key == key
 
 
+def test_every_bad_operations_key_is_reported_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ConfigErrors) as err:
+        parse(
+            tmp_path,
+            retention={"bufr": {"keep_days": 0}},
+            metrics={"listen": "9108"},
+            dashboard={"token_env": "not a name"},
+            download={"max_concurrent_downloads": 0},
+        )
+    keys = {problem.key for problem in err.value.problems}
+    assert {"retention.bufr.keep_days", "metrics.listen", "dashboard.token_env"} <= keys
+    assert "download.max_concurrent_downloads" in keys
+
+
 def test_example_config_has_the_operations_tables() -> None:
     config = load_config(example_config_path(), env={"RADARLIB_FTP_PASSWORD": "x",
                                                      "RADARLIB_FTP_PASSWORD_B": "y"})  # fmt: skip
     ops = config.operations
     assert ops.retention.active and ops.retention.rule("RMA1", "bufr").keep_days
-    assert ops.health.max_age_minutes == 15
+    assert config.health.max_age_minutes == 30

@@ -318,7 +318,9 @@ def test_end_to_end_out_of_order_late_corrupt_and_incomplete(
                 continue
             data = path.read_bytes()
             if path == corrupt_file:
-                data = data[: len(data) // 2]  # damaged on the server
+                spoiled = bytearray(data)  # whole on the server, its data garbled
+                spoiled[60 : len(data) // 2] = b"\xff" * (len(data) // 2 - 60)
+                data = bytes(spoiled)
             server.publish(path.name, data)
 
     db = tmp_path / "state.db"
@@ -363,7 +365,9 @@ def test_end_to_end_out_of_order_late_corrupt_and_incomplete(
                 )
             )
         )
-    complete_count = 22 - 1 + 1  # synthetic minus the corrupt one, plus RMA11 0315/02
+    # every synthetic volume (the corrupt field is dropped: on_bad_field = "drop", the
+    # default), plus RMA11 0315/02
+    complete_count = 22 + 1
 
     async def scenario() -> None:
         tasks = [asyncio.create_task(d.run()) for d in [*download, *processing]]
@@ -376,7 +380,6 @@ def test_end_to_end_out_of_order_late_corrupt_and_incomplete(
             await _until(
                 lambda: (
                     _statuses(db).get("completed", 0) == complete_count
-                    and _statuses(db).get("failed") == 1
                     and _statuses(db).get("expired") == 1
                 ),
                 300,
@@ -390,15 +393,15 @@ def test_end_to_end_out_of_order_late_corrupt_and_incomplete(
 
     asyncio.run(scenario())
 
-    assert _statuses(db) == {"completed": complete_count, "failed": 1, "expired": 1}
+    assert _statuses(db) == {"completed": complete_count, "expired": 1}
+    key = BufrFileName.parse(corrupt_file.name).volume_key
     with SQLiteStateTracker(db) as tracker:
-        (failed,) = tracker.get_volumes_by_status("failed")
         (expired,) = tracker.get_volumes_by_status("expired")
         completed = tracker.get_volumes_by_status("completed")
-    key = BufrFileName.parse(corrupt_file.name).volume_key
-    assert failed["volume_id"] == key.volume_id
-    assert corrupt_file.name in failed["error_message"]
-    assert "VolumeError" in failed["error_message"] and failed["attempts"] == 2
+        (dropped,) = tracker.get_bad_fields(key.volume_id)
+        damaged = tracker.get_volume(key.volume_id)
+    assert dropped["filename"] == corrupt_file.name and "cannot decode" in dropped["error"]
+    assert damaged["attempts"] == 1 and damaged["status"] == "completed"
     assert expired["volume_id"] == "RMA11_0315_01_2025-10-20T15:28:28Z"
     assert expired["missing_fields"] == "PHIDP,RHOHV"
 
@@ -417,6 +420,7 @@ def test_end_to_end_out_of_order_late_corrupt_and_incomplete(
             if BufrFileName.parse(p.name).volume_key == key
         )
         assert len(sources) == len(DEFAULT_VOLUME_TYPES["0315"][key.volume_number])
+        sources = [p for p in sources if p.name != corrupt_file.name]  # left out of its volume
         _assert_netcdf_matches_bufr(nc, sources)
 
     # stats agree with the database

@@ -200,7 +200,9 @@ def test_corrupt_field_file_fails_with_its_name_and_others_proceed(
             record(tracker, path, SAMPLE_TYPES)
         for path in rma11_dir.glob("RMA11_0315_01_*.BUFR"):
             record(tracker, path, SAMPLE_TYPES)
-    daemon = ProcessingDaemon(config(tmp_path, "RMA11", SAMPLE_TYPES, max_attempts=2))
+    daemon = ProcessingDaemon(
+        config(tmp_path, "RMA11", SAMPLE_TYPES, max_attempts=2, on_bad_field="fail")
+    )
     asyncio.run(
         run_until(
             daemon,
@@ -213,3 +215,64 @@ def test_corrupt_field_file_fails_with_its_name_and_others_proceed(
     assert "RMA11_0315_02_WRAD_20251020T152429Z.BUFR" in failed["error_message"]
     assert "VolumeError" in failed["error_message"]
     assert not (tmp_path / "netcdf" / "RMA11_0315_02_20251020T152429Z.nc").exists()
+
+
+def _flip(data: bytes, start: int, length: int = 64) -> bytes:
+    flipped = bytearray(data)
+    for i in range(start, start + length):
+        flipped[i] ^= 0xFF
+    return bytes(flipped)
+
+
+def test_a_corrupt_field_is_dropped_recorded_and_rewritten_when_a_good_copy_arrives(
+    tmp_path: Path, rma11_dir: Path
+) -> None:
+    """on_bad_field = "drop" (the default): DBZV with flipped bytes costs only DBZV."""
+    bufr = tmp_path / "bufr"
+    bufr.mkdir()
+    bad_name = "RMA11_0315_01_DBZV_20251020T152828Z.BUFR"
+    for path in rma11_dir.glob("RMA11_0315_01_*.BUFR"):
+        data = path.read_bytes()
+        (bufr / path.name).write_bytes(
+            _flip(data, len(data) // 2) if path.name == bad_name else data
+        )
+    db = tmp_path / "state.db"
+    with SQLiteStateTracker(db) as tracker:
+        for path in bufr.iterdir():
+            record(tracker, path, SAMPLE_TYPES)
+    daemon = ProcessingDaemon(config(tmp_path, "RMA11", SAMPLE_TYPES))
+    assert daemon.config.on_bad_field == "drop"
+    asyncio.run(run_until(daemon, lambda: count(db, "completed", "RMA11") == 1))
+    nc = tmp_path / "netcdf" / "RMA11_0315_01_20251020T152828Z.nc"
+    with netCDF4.Dataset(nc) as ds:
+        assert {"DBZH", "ZDR", "KDP"} <= set(ds.variables) and "DBZV" not in ds.variables
+        assert ds.getncattr("dropped_fields") == "DBZV"
+        assert ds.getncattr("dropped_field_errors").startswith(f"DBZV: {bad_name}: cannot decode")
+    with SQLiteStateTracker(db) as tracker:
+        (volume,) = tracker.get_volumes_by_status("completed")
+        (bad,) = tracker.get_bad_fields(volume["volume_id"])
+        assert volume["attempts"] == 1
+    assert (bad["field"], bad["filename"]) == ("DBZV", bad_name)
+    assert "cannot decode" in bad["error"]
+    assert daemon.get_stats()["fields_dropped"] == 1
+
+    # a good copy of the field is downloaded again: the volume is rewritten with it
+    (bufr / bad_name).write_bytes((rma11_dir / bad_name).read_bytes())
+    with SQLiteStateTracker(db) as tracker:
+        record(tracker, bufr / bad_name, SAMPLE_TYPES)
+    again = ProcessingDaemon(config(tmp_path, "RMA11", SAMPLE_TYPES))
+
+    def rewritten() -> bool:
+        with SQLiteStateTracker(db) as tracker:
+            return (
+                tracker.get_bad_fields(volume["volume_id"]) == []
+                and count(db, "completed", "RMA11") == 1
+            )
+
+    asyncio.run(run_until(again, rewritten))
+    with netCDF4.Dataset(nc) as ds:
+        assert {"DBZH", "DBZV", "ZDR", "KDP"} <= set(ds.variables)
+        assert "dropped_fields" not in ds.ncattrs()
+    with SQLiteStateTracker(db) as tracker:
+        assert tracker.get_volume(volume["volume_id"])["attempts"] == 1  # a rewrite, not a retry
+    assert again.get_stats()["volumes_repaired"] == 1

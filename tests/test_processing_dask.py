@@ -233,13 +233,35 @@ def test_corrupt_file_fails_naming_the_file(
     with SQLiteStateTracker(db) as tracker:
         record(tracker, corrupt)
         record(tracker, next(rma11_dir.glob("*_WRAD_*.BUFR")))
-    daemon = ProcessingDaemon(make_config(tmp_path, address, max_attempts=1))
+    daemon = ProcessingDaemon(make_config(tmp_path, address, max_attempts=1, on_bad_field="fail"))
     asyncio.run(run_until(daemon, lambda: statuses(db).get("failed", 0) == 1))
     row = rows(db)["02"]
     assert row["status"] == "failed" and row["attempts"] == 1
     assert vrad.name in row["error_message"]
     assert row["error_message"].startswith(row["volume_id"])
     assert not list((tmp_path / "netcdf").glob("*.nc"))
+
+
+def test_corrupt_field_is_dropped_on_the_cluster_too(
+    tmp_path: Path, rma11_dir: Path, cluster: tuple[str, Any]
+) -> None:
+    """on_bad_field = "drop" (the default) travels with the job to the Dask workers."""
+    address, _client = cluster
+    db = tmp_path / "state.db"
+    bufr = tmp_path / "bufr"
+    bufr.mkdir()
+    vrad = next(rma11_dir.glob("*_VRAD_*.BUFR"))
+    corrupt = bufr / vrad.name
+    corrupt.write_bytes(vrad.read_bytes()[: vrad.stat().st_size // 2])
+    with SQLiteStateTracker(db) as tracker:
+        record(tracker, corrupt)
+        record(tracker, next(rma11_dir.glob("*_WRAD_*.BUFR")))
+    daemon = ProcessingDaemon(make_config(tmp_path, address, max_attempts=1))
+    asyncio.run(run_until(daemon, lambda: statuses(db).get("completed", 0) == 1))
+    with SQLiteStateTracker(db) as tracker:
+        (bad,) = tracker.get_bad_fields(rows(db)["02"]["volume_id"])
+    assert (bad["field"], bad["filename"]) == ("VRAD", vrad.name)
+    assert len(list((tmp_path / "netcdf").glob("*.nc"))) == 1
 
 
 def test_stop_cancels_conversions_on_the_cluster_and_releases_them(

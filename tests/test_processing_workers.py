@@ -129,7 +129,7 @@ def test_pool_runs_jobs_in_other_processes_and_survives_a_dead_worker(tmp_path: 
             assert pool.restarts == 1
             assert len(pool.worker_pids()) == 2
         finally:
-            await asyncio.to_thread(pool.shutdown)
+            await pool.close(abandon=False)
         assert pool.worker_pids() == []
 
     asyncio.run(scenario())
@@ -141,7 +141,7 @@ def test_kill_terminates_workers_at_once(tmp_path: Path) -> None:
         await pool.warm_up()
         pids = pool.worker_pids()
         assert len(pids) == 1
-        pool.kill()
+        await pool.close(abandon=True)
         assert pool.worker_pids() == []
         with pytest.raises(ProcessLookupError):
             os.kill(pids[0], 0)
@@ -152,3 +152,48 @@ def test_kill_terminates_workers_at_once(tmp_path: Path) -> None:
 def test_pool_rejects_zero_workers() -> None:
     with pytest.raises(ValueError, match="max_workers"):
         ConversionPool(0)
+
+
+def slow_convert(files, output_dir, *, options=None, expected_fields=None):  # type: ignore[no-untyped-def]
+    """A conversion that would take a minute."""
+    import time
+
+    time.sleep(60)
+    return fake_convert(files, output_dir, options=options, expected_fields=expected_fields)
+
+
+def test_a_busy_worker_exits_when_its_stdin_closes(tmp_path: Path) -> None:
+    """The pipe alone ends a worker whose parent is gone, even in the middle of a job."""
+    import subprocess
+    import sys
+    import time
+
+    from radarlib.pipeline.worker import PARENT_ENV, read_frame, write_frame
+
+    env = {k: v for k, v in os.environ.items() if k != PARENT_ENV}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1] / "src"), *sys.path])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "radarlib.pipeline.worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        write_frame(proc.stdin, {"sys_path": sys.path, "converter": f"{HERE}:slow_convert"})
+        assert read_frame(proc.stdout) == ("ready", proc.pid)
+        job = _job(tmp_path, "RMA1_0315_01_DBZH_20250101T000000Z.BUFR")
+        write_frame(
+            proc.stdin,
+            ("job", ConversionJob(**{**job.__dict__, "converter": f"{HERE}:slow_convert"})),
+        )
+        time.sleep(0.5)
+        assert proc.poll() is None  # converting
+        started = time.monotonic()
+        proc.stdin.close()
+        proc.wait(timeout=5)
+        assert time.monotonic() - started < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

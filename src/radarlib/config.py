@@ -18,6 +18,7 @@ any git work tree; they are kept out of every ``repr``. The full key reference i
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import string
@@ -32,7 +33,11 @@ from radarlib.archive import TEMPLATE_FIELDS, TIME_FIELDS, fill_static
 from radarlib.checks import check_bool, check_integer, check_number, type_name
 from radarlib.errors import ConfigError
 from radarlib.filename import parse_iso
-from radarlib.volume_types import DEFAULT_VOLUME_TYPES, validate_volume_types
+from radarlib.volume_types import (
+    DEFAULT_VOLUME_TYPES,
+    validate_volume_types,
+    volume_type_warnings,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,7 +47,9 @@ else:  # pragma: no cover - exercised on 3.10 only
 __all__ = [
     "DEFAULT_PASSWORD_ENV",
     "Config",
+    "ConfigErrors",
     "FTPSource",
+    "HealthSettings",
     "LoggingSettings",
     "PathSettings",
     "RadarSettings",
@@ -81,6 +88,15 @@ _bool: Validator = check_bool
 def _text(key: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ConfigError(key, f"must be a string, not {type_name(value)} ({value!r})")
+    if not value.strip():
+        raise ConfigError(key, "must not be empty")
+    return value
+
+
+def _secret(key: str, value: Any) -> str:
+    """A password: checked like text, but its value never appears in a message."""
+    if not isinstance(value, str):
+        raise ConfigError(key, f"must be a string, not {type_name(value)} (value not shown)")
     if not value.strip():
         raise ConfigError(key, "must not be empty")
     return value
@@ -157,6 +173,40 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
+class ConfigErrors(ConfigError):
+    """Several configuration problems found in one pass; ``problems`` lists each one."""
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  {problem}" for problem in problems)
+        super().__init__("", f"{len(problems)} problems in the configuration:\n{lines}")
+
+
+class _Problems:
+    """Collects the ConfigErrors of a whole config, so that all are reported at once."""
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+
+    def add(self, error: ConfigError) -> None:
+        self.errors += error.problems if isinstance(error, ConfigErrors) else [error]
+
+    @contextlib.contextmanager
+    def collect(self) -> Iterator[None]:
+        """Record a ConfigError raised inside the block and carry on after it."""
+        try:
+            yield
+        except ConfigError as exc:
+            self.add(exc)
+
+    def raise_any(self) -> None:
+        """Raise the one problem found, or :class:`ConfigErrors` listing several."""
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ConfigErrors(list(self.errors))
+
+
 def _read_table(
     prefix: str,
     data: Mapping[str, Any],
@@ -164,17 +214,73 @@ def _read_table(
     *,
     required: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Validate ``data`` against ``schema``: unknown keys, missing required keys, bad values."""
+    """Validate ``data`` against ``schema``: unknown keys, missing required keys, bad values.
+
+    Every problem of the table is reported (one :class:`ConfigErrors` for several).
+    """
+    problems = _Problems()
     for name in data:
         if name not in schema:
-            raise ConfigError(
-                _join(prefix, name),
-                f"unknown key; allowed here: {', '.join(sorted(schema))}",
+            problems.add(
+                ConfigError(
+                    _join(prefix, name), f"unknown key; allowed here: {', '.join(sorted(schema))}"
+                )
             )
     for name in required:
         if name not in data:
-            raise ConfigError(_join(prefix, name), "is required")
-    return {name: schema[name](_join(prefix, name), value) for name, value in data.items()}
+            problems.add(ConfigError(_join(prefix, name), "is required"))
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        if name in schema:
+            with problems.collect():
+                values[name] = schema[name](_join(prefix, name), value)
+    problems.raise_any()
+    return values
+
+
+def _daemon_keys_of(cls: type, elsewhere: frozenset[str]) -> tuple[str, ...]:
+    """The TOML keys of a daemon config: its init fields, less those set from other tables."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.init and f.name not in elsewhere)
+
+
+def _read_daemon_table(
+    prefix: str, data: Any, cls: type, placeholders: Mapping[str, Any], keys: tuple[str, ...]
+) -> dict[str, Any]:
+    """Check a ``[download]``/``[processing]``/``[output]`` table with the daemon config itself.
+
+    The table is given to ``cls`` (the fields set elsewhere filled with harmless
+    ``placeholders``), so types, bounds, choices and the checks that join several keys are
+    those of the dataclass's own ``__post_init__``, in one place. A refused key is reported
+    and left out, and the rest is checked again, so every bad key of the table is reported.
+    """
+    table = _table(prefix, data)
+    problems = _Problems()
+    values: dict[str, Any] = {}
+    for name, value in table.items():
+        if name in keys:
+            values[name] = value
+        else:
+            problems.add(
+                ConfigError(
+                    _join(prefix, name), f"unknown key; allowed here: {', '.join(sorted(keys))}"
+                )
+            )
+    refused: set[str] = set()
+    while True:
+        try:
+            cls(**placeholders, **values)
+        except ConfigError as exc:
+            if exc.key in refused:
+                break  # a consequence of a key already reported (left out)
+            refused.add(exc.key)
+            problems.add(ConfigError(_join(prefix, exc.key), exc.problem))
+            if exc.key not in values:
+                break  # a key this table lacks (e.g. dask_scheduler for executor = "dask")
+            del values[exc.key]
+            continue
+        break
+    problems.raise_any()
+    return values
 
 
 # --------------------------------------------------------------------------- settings
@@ -235,6 +341,14 @@ class PathSettings:
 
 
 @dataclass(frozen=True)
+class HealthSettings:
+    """When a radar counts as unhealthy (``radarlib dashboard``'s ``/healthz``)."""
+
+    #: a radar whose newest downloaded file is older than this (or that has none) is unhealthy
+    max_age_minutes: float = 30.0
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     """Log level and format (``text`` for people, ``json`` for log collectors)."""
 
@@ -242,40 +356,64 @@ class LoggingSettings:
     format: Literal["text", "json"] = "text"
 
 
-# The download and processing tables map 1:1 onto daemon config fields; unset keys keep the
-# daemon's own defaults, so there is one home for each default value.
-_DOWNLOAD_KEYS: dict[str, Validator] = {
-    "poll_interval": _number(positive=True),
-    "max_concurrent_downloads": _int(1, 64),
-    "verify_checksums": _bool,
-    "resume_partial": _bool,
-    "max_attempts": _int(1),
-    "retry_backoff": _number(0.0),
-    "failed_retry_interval": _number(0.0),
-    "lookback_hours": _number(0.0),
-    "local_layout": _choice("flat", "date"),
-}
-_PROCESSING_KEYS: dict[str, Validator] = {
-    "poll_interval": _number(positive=True),
-    "max_concurrent_processing": _int(1, 64),
-    "allow_incomplete": _bool,
-    "incomplete_timeout_hours": _number(0.0),
-    "max_attempts": _int(1),
-    "retry_backoff_seconds": _number(0.0),
-    "retry_backoff_max_seconds": _number(0.0),
-    "shutdown_grace_seconds": _number(0.0),
-    "stale_claim_seconds": _number(positive=True),
-    # where conversions run; "dask" also needs dask_scheduler (checked by the daemon config)
-    "executor": _choice("processes", "dask"),
-    "dask_scheduler": _text,
-}
-_OUTPUT_KEYS: dict[str, Validator] = {"compression_level": _int(0, 9)}
+# The download, processing and output tables map 1:1 onto daemon config fields and are checked
+# by those dataclasses (see _read_daemon_table); unset keys keep the daemon's own defaults, so
+# there is one home for each key, its type, its bounds and its default value. The fields below
+# are set from other tables (sources, radars, paths, volume_types) or are not configurable.
+_DOWNLOAD_ELSEWHERE = frozenset(
+    {
+        "host", "port", "username", "password", "remote_base_path", "radar_code",
+        "local_download_dir", "state_db", "start_date", "end_date", "volume_types", "use_tls",
+        "tls_ca_file", "connect_timeout", "command_timeout", "data_timeout",
+    }
+)  # fmt: skip
+_PROCESSING_ELSEWHERE = frozenset(
+    {
+        "local_bufr_dir", "local_netcdf_dir", "state_db", "volume_types", "radar_name",
+        "radar_code", "root_resources", "worker_id", "compression_level",
+    }
+)  # fmt: skip
+_OUTPUT_KEYS = ("compression_level",)
+
+
+def _download_class() -> tuple[type, dict[str, Any], tuple[str, ...]]:
+    from radarlib.pipeline.download import DateBasedDaemonConfig
+
+    placeholders = {
+        "host": "probe.invalid",
+        "local_download_dir": Path("probe"),
+        "state_db": Path("probe.db"),
+    }
+    return (
+        DateBasedDaemonConfig,
+        placeholders,
+        _daemon_keys_of(DateBasedDaemonConfig, _DOWNLOAD_ELSEWHERE),
+    )
+
+
+def _processing_class() -> tuple[type, dict[str, Any], tuple[str, ...]]:
+    from radarlib.pipeline.processing import ProcessingDaemonConfig
+
+    placeholders = {
+        "local_bufr_dir": Path("probe"),
+        "local_netcdf_dir": Path("probe"),
+        "state_db": Path("probe.db"),
+        "volume_types": DEFAULT_VOLUME_TYPES,
+        "radar_code": "RMA1",
+    }
+    return (
+        ProcessingDaemonConfig,
+        placeholders,
+        _daemon_keys_of(ProcessingDaemonConfig, _PROCESSING_ELSEWHERE),
+    )
+
+
 _TIMEOUT_KEYS = ("connect_timeout", "command_timeout", "data_timeout")
 _SOURCE_KEYS: dict[str, Validator] = {
     "host": _text,
     "port": _int(1, 65535),
     "username": _text,
-    "password": _text,
+    "password": _secret,
     "password_env": _text,
     "remote_base_path": _text,
     "use_tls": _bool,
@@ -297,6 +435,7 @@ _PATH_KEYS: dict[str, Validator] = {
     "root_resources": _text,
 }
 _LOGGING_KEYS: dict[str, Validator] = {"level": _level, "format": _choice("text", "json")}
+_HEALTH_KEYS: dict[str, Validator] = {"max_age_minutes": _number(positive=True)}
 
 
 def _defaults() -> dict[str, dict[str, list[str]]]:
@@ -313,11 +452,11 @@ _TOP_KEYS = (
     "download",
     "processing",
     "output",
+    "health",
     # operations tables, parsed by radarlib.ops_config
     "retention",
     "notifications",
     "metrics",
-    "health",
     "dashboard",
 )
 
@@ -340,7 +479,10 @@ class Config:
     processing: dict[str, Any] = field(default_factory=dict)
     output: dict[str, Any] = field(default_factory=dict)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
     source_file: Path | None = None
+    #: problems that do not stop a run but deserve a WARNING (e.g. an unknown field name)
+    warnings: tuple[str, ...] = ()
     #: :class:`radarlib.ops_config.OperationsSettings` (retention, notifications, metrics...)
     operations: Any = field(default_factory=_default_operations)
 
@@ -388,7 +530,8 @@ class Config:
 
         radar = self.radar(code)
         source = self.sources[radar.source]
-        with _daemon_keys(f"sources.{source.name}", _SOURCE_KEYS, "download", _DOWNLOAD_KEYS):
+        download_keys = _download_class()[2]
+        with _daemon_keys(f"sources.{source.name}", _SOURCE_KEYS, "download", download_keys):
             return DateBasedDaemonConfig(
                 host=source.host,
                 port=source.port,
@@ -412,7 +555,8 @@ class Config:
         from radarlib.pipeline.processing import ProcessingDaemonConfig
 
         radar = self.radar(code)
-        with _daemon_keys("processing", _PROCESSING_KEYS, "output", _OUTPUT_KEYS):
+        processing_keys = _processing_class()[2]
+        with _daemon_keys("processing", processing_keys, "output", _OUTPUT_KEYS):
             return ProcessingDaemonConfig(
                 local_bufr_dir=self.bufr_dir(code),
                 local_netcdf_dir=self.netcdf_dir(code),
@@ -509,38 +653,44 @@ def _parse_source(
     )
 
 
-def _parse_radars(value: Any, sources: Mapping[str, FTPSource]) -> tuple[RadarSettings, ...]:
+def _parse_radars(value: Any, sources: list[str]) -> tuple[RadarSettings, ...]:
     if not isinstance(value, list) or not value:
         raise ConfigError("radars", "must be a non-empty array of tables ([[radars]])")
     radars: list[RadarSettings] = []
+    problems = _Problems()
     for index, item in enumerate(value):
-        prefix = f"radars[{index}]"
-        values = _read_table(
-            prefix, _table(prefix, item), _RADAR_KEYS, required=("code", "start_date")
-        )
-        code = values["code"]
-        if not _RADAR_CODE.fullmatch(code):
-            raise ConfigError(f"{prefix}.code", f"{code!r} is not a radar code such as RMA1 or AR5")
-        if any(r.code == code for r in radars):
-            raise ConfigError(f"{prefix}.code", f"radar {code} is listed twice")
-        if "source" in values:
-            source = values["source"]
-            if source not in sources:
-                raise ConfigError(
-                    f"{prefix}.source",
-                    f"no source {source!r}; defined: {', '.join(sorted(sources)) or 'none'}",
-                )
-        elif len(sources) == 1:
-            source = next(iter(sources))
-        else:
-            raise ConfigError(f"{prefix}.source", "is required when several sources are defined")
-        end = values.get("end_date")
-        if end is not None and end <= values["start_date"]:
-            raise ConfigError(f"{prefix}.end_date", "must be later than start_date")
-        radars.append(
-            RadarSettings(code, source, values["start_date"], end, values.get("enabled", True))
-        )
+        with problems.collect():
+            radars.append(_parse_radar(index, item, sources, radars))
+    problems.raise_any()
     return tuple(radars)
+
+
+def _parse_radar(
+    index: int, item: Any, sources: list[str], radars: list[RadarSettings]
+) -> RadarSettings:
+    """One ``[[radars]]`` entry (``radars`` are the entries read before it)."""
+    prefix = f"radars[{index}]"
+    values = _read_table(prefix, _table(prefix, item), _RADAR_KEYS, required=("code", "start_date"))
+    code = values["code"]
+    if not _RADAR_CODE.fullmatch(code):
+        raise ConfigError(f"{prefix}.code", f"{code!r} is not a radar code such as RMA1 or AR5")
+    if any(r.code == code for r in radars):
+        raise ConfigError(f"{prefix}.code", f"radar {code} is listed twice")
+    if "source" in values:
+        source = values["source"]
+        if source not in sources:
+            raise ConfigError(
+                f"{prefix}.source",
+                f"no source {source!r}; defined: {', '.join(sorted(sources)) or 'none'}",
+            )
+    elif len(sources) == 1:
+        source = sources[0]
+    else:
+        raise ConfigError(f"{prefix}.source", "is required when several sources are defined")
+    end = values.get("end_date")
+    if end is not None and end <= values["start_date"]:
+        raise ConfigError(f"{prefix}.end_date", "must be later than start_date")
+    return RadarSettings(code, source, values["start_date"], end, values.get("enabled", True))
 
 
 def _base_path(text: str, base_dir: Path) -> Path:
@@ -558,63 +708,100 @@ def parse_config(
 ) -> Config:
     """Validate a decoded TOML document; relative paths are taken from ``base_dir``.
 
+    Every problem is collected before anything is raised: one :class:`ConfigError` for a
+    single problem, :class:`ConfigErrors` (listing each) for several.
     ``resolve_secrets=False`` accepts a source whose password variable is unset (for commands
-    that only read the state database, such as ``radarlib status``).
+    that never talk to the FTP server: ``radarlib status``, ``radarlib run --only processing``).
     """
     env = os.environ if env is None else env
     base = Path(base_dir).resolve()
     origin = None if source_file is None else Path(source_file)
-    _read_table("", data, dict.fromkeys(_TOP_KEYS, lambda _k, v: v), required=("sources", "radars"))
-
-    sources_table = _table("sources", data["sources"])
-    if not sources_table:
-        raise ConfigError("sources", "define at least one source, e.g. [sources.main]")
-    sources = {
-        name: _parse_source(
-            name,
-            _table(f"sources.{name}", value),
-            env=env,
-            source_file=origin,
-            base_dir=base,
-            resolve_secrets=resolve_secrets,
+    problems = _Problems()
+    with problems.collect():
+        _read_table(
+            "", data, dict.fromkeys(_TOP_KEYS, lambda _k, v: v), required=("sources", "radars")
         )
-        for name, value in sources_table.items()
-    }
-    radars = _parse_radars(data["radars"], sources)
 
-    path_values = _read_table("paths", _table("paths", data.get("paths", {})), _PATH_KEYS)
-    resources = path_values.get("root_resources")
-    paths = PathSettings(
-        root=_base_path(path_values.get("root", "."), base),
-        bufr_dir=path_values.get("bufr_dir", PathSettings.bufr_dir),
-        netcdf_dir=path_values.get("netcdf_dir", PathSettings.netcdf_dir),
-        state_db=path_values.get("state_db", PathSettings.state_db),
-        root_resources=None if resources is None else _base_path(resources, base),
-    )
+    sources: dict[str, FTPSource] = {}
+    source_names: list[str] = []
+    with problems.collect():
+        sources_table = _table("sources", data.get("sources", {}))
+        source_names = list(sources_table)
+        if "sources" in data and not sources_table:
+            raise ConfigError("sources", "define at least one source, e.g. [sources.main]")
+        for name, value in sources_table.items():
+            with problems.collect():
+                sources[name] = _parse_source(
+                    name,
+                    _table(f"sources.{name}", value),
+                    env=env,
+                    source_file=origin,
+                    base_dir=base,
+                    resolve_secrets=resolve_secrets,
+                )
+    radars: tuple[RadarSettings, ...] = ()
+    if "radars" in data:
+        with problems.collect():
+            radars = _parse_radars(data["radars"], source_names)
 
-    volume_types = (
-        validate_volume_types(data["volume_types"]) if "volume_types" in data else _defaults()
-    )
-    log_values = _read_table("logging", _table("logging", data.get("logging", {})), _LOGGING_KEYS)
-    from radarlib.ops_config import parse_operations
+    paths = PathSettings(root=base)
+    with problems.collect():
+        path_values = _read_table("paths", _table("paths", data.get("paths", {})), _PATH_KEYS)
+        resources = path_values.get("root_resources")
+        paths = PathSettings(
+            root=_base_path(path_values.get("root", "."), base),
+            bufr_dir=path_values.get("bufr_dir", PathSettings.bufr_dir),
+            netcdf_dir=path_values.get("netcdf_dir", PathSettings.netcdf_dir),
+            state_db=path_values.get("state_db", PathSettings.state_db),
+            root_resources=None if resources is None else _base_path(resources, base),
+        )
 
+    volume_types = _defaults()
+    with problems.collect():
+        if "volume_types" in data:
+            volume_types = validate_volume_types(data["volume_types"])
+    log_values: dict[str, Any] = {}
+    with problems.collect():
+        log_values = _read_table(
+            "logging", _table("logging", data.get("logging", {})), _LOGGING_KEYS
+        )
+    health = HealthSettings()
+    with problems.collect():
+        health_values = _read_table(
+            "health", _table("health", data.get("health", {})), _HEALTH_KEYS
+        )
+        health = HealthSettings(**health_values)
+    tables: dict[str, dict[str, Any]] = {}
+    output_class = _processing_class()
+    for name, (cls, placeholders, keys) in (
+        ("download", _download_class()),
+        ("processing", output_class),
+        ("output", (output_class[0], output_class[1], _OUTPUT_KEYS)),
+    ):
+        tables[name] = {}
+        with problems.collect():
+            tables[name] = _read_daemon_table(name, data.get(name, {}), cls, placeholders, keys)
+    from radarlib.ops_config import OperationsSettings, parse_operations
+
+    operations = OperationsSettings()
+    with problems.collect():
+        operations = parse_operations(data, base)
+    problems.raise_any()
     return Config(
         sources=sources,
         radars=radars,
         paths=paths,
         volume_types=volume_types,
-        download=_read_table(
-            "download", _table("download", data.get("download", {})), _DOWNLOAD_KEYS
-        ),
-        processing=_read_table(
-            "processing", _table("processing", data.get("processing", {})), _PROCESSING_KEYS
-        ),
-        output=_read_table("output", _table("output", data.get("output", {})), _OUTPUT_KEYS),
+        download=tables["download"],
+        processing=tables["processing"],
+        output=tables["output"],
         logging=LoggingSettings(
             level=log_values.get("level", "INFO"), format=log_values.get("format", "text")
         ),
+        health=health,
         source_file=origin,
-        operations=parse_operations(data, base),
+        warnings=tuple(volume_type_warnings(volume_types)),
+        operations=operations,
     )
 
 

@@ -9,7 +9,10 @@ behind one picklable call that worker processes run::
     result.warnings  # e.g. sweeps whose end precedes their start
 
 Every failure is a :class:`~radarlib.errors.VolumeError` naming the file and the reason
-(a :class:`~radarlib.errors.BufrDecodeError` of a corrupt field file is wrapped).
+(a :class:`~radarlib.errors.BufrDecodeError` of a corrupt field file is wrapped). With
+``ConvertOptions(on_bad_field="drop")`` a field file that cannot be decoded is left out
+instead: the volume is written with its good fields, and the dropped ones and their errors
+are listed in ``ConversionResult.bad_fields`` and in the file's global attributes.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from radarlib.bufr.model import BufrFile
 from radarlib.errors import BufrDecodeError, ConfigError, FileNameError, VolumeError
 from radarlib.filename import BufrFileName
+from radarlib.vocabulary import DROPPED_FIELD_ERRORS_ATTR, DROPPED_FIELDS_ATTR
 from radarlib.volume import Volume, assemble_volume
 
 __all__ = [
@@ -40,8 +45,14 @@ class ConvertOptions:
     compression_level: int = 4  #: NetCDF-4 zlib level 0-9
     root_resources: Path | None = None  #: extra BUFR tables for the decoder
     elevation_tolerance: float = 0.5  #: degrees, when matching sweeps across fields
+    #: a field file that cannot be decoded: fail the volume, or write the volume without it
+    on_bad_field: Literal["drop", "fail"] = "fail"
 
     def __post_init__(self) -> None:
+        if self.on_bad_field not in ("drop", "fail"):
+            raise ConfigError(
+                "on_bad_field", f"must be 'drop' or 'fail', got {self.on_bad_field!r}"
+            )
         level = self.compression_level
         if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
             raise ConfigError("compression_level", f"must be an integer 0-9, got {level!r}")
@@ -64,26 +75,40 @@ class ConversionResult:
     nrays: int
     seconds: float
     warnings: tuple[str, ...]
+    #: ``(field, file name, error)`` of each field file left out (``on_bad_field="drop"``)
+    bad_fields: tuple[tuple[str, str, str], ...] = ()
 
 
 def decode_files(
-    files: Sequence[str | Path], *, root_resources: Path | None = None
+    files: Sequence[str | Path],
+    *,
+    root_resources: Path | None = None,
+    bad: list[tuple[str, str, str]] | None = None,
 ) -> list[BufrFile]:
-    """Decode field files; a bad file name or corrupt file is a VolumeError naming that file."""
+    """Decode field files; a bad file name or corrupt file is a VolumeError naming that file.
+
+    With a ``bad`` list, a file that cannot be decoded is appended to it as
+    ``(field, file name, error)`` and left out instead (unless no file can be decoded).
+    """
     from radarlib.bufr.reader import read_bufr
 
     decoded: list[BufrFile] = []
     for raw in files:
         path = Path(raw)
         try:
-            BufrFileName.parse(path.name)
+            name = BufrFileName.parse(path.name)
             decoded.append(read_bufr(path, root_resources=root_resources))
         except FileNameError as exc:
             raise VolumeError(str(exc), source=path.name) from exc
         except BufrDecodeError as exc:
-            raise VolumeError(f"cannot decode: {exc.reason}", source=path.name) from exc
+            error = VolumeError(f"cannot decode: {exc.reason}", source=path.name)
+            if bad is None:
+                raise error from exc
+            bad.append((name.field, path.name, str(error)))
         except OSError as exc:
             raise VolumeError(f"cannot read: {exc.strerror or exc}", source=path) from exc
+    if bad and not decoded:
+        raise VolumeError("no field file could be decoded: " + "; ".join(e for *_, e in bad))
     return decoded
 
 
@@ -92,11 +117,12 @@ def load_volume(
     *,
     options: ConvertOptions | None = None,
     expected_fields: Sequence[str] | None = None,
+    bad: list[tuple[str, str, str]] | None = None,
 ) -> Volume:
     """Decode and assemble the field files of one volume (no Py-ART, no writing)."""
     opts = options or ConvertOptions()
     return assemble_volume(
-        decode_files(files, root_resources=opts.root_resources),
+        decode_files(files, root_resources=opts.root_resources, bad=bad),
         elevation_tolerance=opts.elevation_tolerance,
         expected_fields=expected_fields,
     )
@@ -117,8 +143,12 @@ def convert_volume(
     opts = options or ConvertOptions()
     if not files:
         raise VolumeError("no field files given")
-    volume = load_volume(files, options=opts, expected_fields=expected_fields)
+    bad: list[tuple[str, str, str]] | None = [] if opts.on_bad_field == "drop" else None
+    volume = load_volume(files, options=opts, expected_fields=expected_fields, bad=bad)
     radar = volume_to_radar(volume)
+    if bad:
+        radar.metadata[DROPPED_FIELDS_ATTR] = ", ".join(f for f, *_ in bad)
+        radar.metadata[DROPPED_FIELD_ERRORS_ATTR] = "\n".join(f"{f}: {e}" for f, _, e in bad)
     out_dir = Path(output_dir)
     target = out_dir / volume.key.netcdf_name
     try:
@@ -136,4 +166,5 @@ def convert_volume(
         nrays=volume.nrays,
         seconds=time.perf_counter() - began,
         warnings=volume.warnings,
+        bad_fields=tuple(bad or ()),
     )

@@ -22,9 +22,10 @@ Routes (``GET`` and ``HEAD`` only, anything else is 405; unknown paths 404):
   per volume, cached in memory).
 - ``/metrics``: Prometheus text format (:mod:`radarlib.metrics`), computed from the databases.
 - ``/healthz``: 200 when every state database opens and answers a query, (with
-  ``max_download_age``) its newest download is recent enough and (with
-  ``max_observation_age``) every radar's newest observation is; 503 naming the databases and
-  radars at fault otherwise. It measures the pipeline's state, not this process.
+  ``max_download_age``) its newest download is recent enough and (with ``max_age_minutes``)
+  every radar is healthy by :func:`radarlib.status.healthz` (its newest download is at most
+  that old); 503 naming the databases and radars at fault otherwise. It measures the
+  pipeline's state, not this process.
 
 Access: bound to 127.0.0.1 by default. With a ``token`` every route but ``/healthz`` needs
 ``Authorization: Bearer <token>`` (or ``?token=`` for a browser); the command refuses to bind
@@ -60,7 +61,7 @@ from radarlib.errors import RadarlibError
 from radarlib.filename import format_iso, parse_iso
 from radarlib.metrics import make_registry
 from radarlib.metrics import render as render_metrics
-from radarlib.status import collect_status, radar_health, require_database
+from radarlib.status import collect_status, healthz, require_database
 
 __all__ = [
     "Dashboard",
@@ -102,9 +103,10 @@ class DashboardSettings:
     refresh_seconds: int = 30
     limit: int = 10
     max_download_age: float | None = None
-    #: seconds; when set, ``/healthz`` fails naming each radar whose newest observation is
-    #: older than this or that never downloaded anything (``[health] max_age_minutes``)
-    max_observation_age: float | None = None
+    #: minutes; when set, ``/healthz`` fails naming each radar :func:`radarlib.status.healthz`
+    #: finds unhealthy: its newest download is older, or it never downloaded anything
+    #: (``[health] max_age_minutes``)
+    max_age_minutes: float | None = None
     #: when set, every route but ``/healthz`` needs ``Authorization: Bearer <token>`` or
     #: ``?token=<token>`` (required when bound to an address other than loopback)
     token: str | None = field(default=None, repr=False)
@@ -171,15 +173,15 @@ def check_health(
     targets: Sequence[Target],
     *,
     max_download_age: float | None = None,
-    max_observation_age: float | None = None,
+    max_age_minutes: float | None = None,
     now: datetime | None = None,
 ) -> tuple[bool, dict[str, Any]]:
     """Whether the pipeline's state looks alive: (healthy, JSON-ready report with the reasons).
 
     Each database must exist, open as a state database and answer a query; with
     ``max_download_age`` (seconds) the newest download of its radars must be at most that old;
-    with ``max_observation_age`` (seconds) each radar's newest observation must be (a radar
-    that never downloaded anything fails, named in the reasons).
+    with ``max_age_minutes`` each radar must be healthy by :func:`radarlib.status.healthz`
+    (a radar that never downloaded anything fails, named in the reasons).
     """
     from radarlib.state.sqlite import SQLiteStateTracker
 
@@ -198,21 +200,19 @@ def check_health(
             entry["ok"] = False
             reasons.append(str(exc))
             continue
-        if max_observation_age is not None:
-            try:
-                entry["radars"] = radar_health(
-                    db, codes, max_age_seconds=max_observation_age, now=moment
-                )
-            except RadarlibError as exc:
-                entry["ok"] = False
-                reasons.append(str(exc))
+        entry["ok"] = True
+        if max_age_minutes is not None:
+            health = healthz([(db, codes)], max_age_minutes=max_age_minutes, now=moment)
+            entry["radars"] = [asdict(radar) for radar in health.radars]
+            entry["ok"] = health.healthy
+            if health.errors:
+                reasons += health.errors
                 continue
-            reasons += [r["reason"] for r in entry["radars"] if not r["ok"]]
+            reasons += [f"{radar.radar}: {radar.reason}" for radar in health.unhealthy]
         newest = max((last for last in lasts if last), default=None)
         entry["newest_download"] = newest
         if newest is not None:
             entry["age_seconds"] = round((moment - parse_iso(newest)).total_seconds(), 1)
-        entry["ok"] = all(r["ok"] for r in entry.get("radars", ()))
         if max_download_age is None:
             continue
         if newest is None:
@@ -232,7 +232,7 @@ def check_health(
         "checked_at": format_iso(moment),
         "reasons": reasons,
         "max_download_age": max_download_age,
-        "max_observation_age": max_observation_age,
+        "max_age_minutes": max_age_minutes,
         "databases": checked,
     }
     return healthy, report
@@ -715,7 +715,7 @@ class _Handler(BaseHTTPRequestHandler):
                 healthy, report = check_health(
                     settings.health_targets or settings.targets,
                     max_download_age=settings.max_download_age,
-                    max_observation_age=settings.max_observation_age,
+                    max_age_minutes=settings.max_age_minutes,
                 )
                 status = HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE
                 if not healthy:

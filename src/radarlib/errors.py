@@ -13,9 +13,12 @@ __all__ = [
     "FTPAuthError",
     "FileNameError",
     "InvalidStatusError",
+    "OwnershipError",
     "RadarlibError",
+    "RemoteFileError",
     "RemotePathError",
     "SchemaVersionError",
+    "SessionLimitError",
     "StateError",
     "TransportError",
     "UnknownVolumeError",
@@ -86,6 +89,22 @@ class FTPAuthError(TransportError):
 
 class RemotePathError(TransportError):
     """The configured remote base path does not exist on the server (not retried)."""
+
+
+class RemoteFileError(TransportError):
+    """The server refused or failed one file while the session stays usable (retried later)."""
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code  # the server's reply code, e.g. "550"
+
+
+class SessionLimitError(TransportError):
+    """The server turned a new session away at its limit (421, or 530 "too many"): retried."""
+
+
+class OwnershipError(RadarlibError):
+    """Another live process already owns this download folder or database for this radar."""
 
 
 class ConfigError(RadarlibError, ValueError):

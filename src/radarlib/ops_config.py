@@ -1,5 +1,6 @@
-"""The operations tables of the TOML config: ``[retention]``, ``[notifications]``, ``[metrics]``,
-``[health]`` and ``[dashboard]``, validated into small frozen dataclasses.
+"""The operations tables of the TOML config: ``[retention]``, ``[notifications]``, ``[metrics]``
+and ``[dashboard]``, validated into small frozen dataclasses (``[health]`` is
+:class:`radarlib.config.HealthSettings`).
 
 They are parsed by :func:`parse_operations` from :func:`radarlib.config.parse_config` and live
 in :attr:`radarlib.config.Config.operations`; every table is optional and its absence means
@@ -24,6 +25,7 @@ from radarlib.config import (
     _bool,
     _int,
     _number,
+    _Problems,
     _read_table,
     _table,
     _template,
@@ -36,7 +38,6 @@ __all__ = [
     "KINDS",
     "DashboardOptions",
     "EmailSettings",
-    "HealthSettings",
     "KeepRule",
     "MetricsSettings",
     "NotificationSettings",
@@ -152,13 +153,6 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
-class HealthSettings:
-    """``[health]``: ``/healthz`` fails for a radar whose newest observation is older."""
-
-    max_age_minutes: float = 15.0
-
-
-@dataclass(frozen=True)
 class DashboardOptions:
     """``[dashboard]``: the variable holding the access token (needed off loopback)."""
 
@@ -172,7 +166,6 @@ class OperationsSettings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
-    health: HealthSettings = field(default_factory=HealthSettings)
     dashboard: DashboardOptions = field(default_factory=DashboardOptions)
 
 
@@ -323,26 +316,38 @@ def _parse_notifications(data: Mapping[str, Any], base: Path) -> NotificationSet
 
 
 def parse_operations(data: Mapping[str, Any], base_dir: Path) -> OperationsSettings:
-    """Validate the operations tables of a decoded TOML document (absent tables: defaults)."""
-    retention = _parse_retention(_table("retention", data.get("retention", {})))
-    notifications = _parse_notifications(
-        _table("notifications", data.get("notifications", {})), base_dir
-    )
-    metrics = _read_table(
-        "metrics", _table("metrics", data.get("metrics", {})), {"listen": _listen}
-    )
-    health = _read_table(
-        "health",
-        _table("health", data.get("health", {})),
-        {"max_age_minutes": _number(positive=True)},
-    )
-    board = _read_table(
-        "dashboard", _table("dashboard", data.get("dashboard", {})), {"token_env": _env_name}
-    )
+    """Validate the operations tables of a decoded TOML document (absent tables: defaults).
+
+    Raises:
+        ConfigError: one bad key; :class:`~radarlib.errors.ConfigErrors` for several (every
+            table is checked).
+    """
+    problems = _Problems()
+    retention = RetentionSettings()
+    notifications = NotificationSettings()
+    metrics = MetricsSettings()
+    board = DashboardOptions()
+    with problems.collect():
+        retention = _parse_retention(_table("retention", data.get("retention", {})))
+    with problems.collect():
+        notifications = _parse_notifications(
+            _table("notifications", data.get("notifications", {})), base_dir
+        )
+    with problems.collect():
+        metrics = MetricsSettings(
+            **_read_table(
+                "metrics", _table("metrics", data.get("metrics", {})), {"listen": _listen}
+            )
+        )
+    with problems.collect():
+        board = DashboardOptions(
+            **_read_table(
+                "dashboard",
+                _table("dashboard", data.get("dashboard", {})),
+                {"token_env": _env_name},
+            )
+        )
+    problems.raise_any()
     return OperationsSettings(
-        retention=retention,
-        notifications=notifications,
-        metrics=MetricsSettings(**metrics),
-        health=HealthSettings(**health),
-        dashboard=DashboardOptions(**board),
+        retention=retention, notifications=notifications, metrics=metrics, dashboard=board
     )

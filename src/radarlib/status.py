@@ -22,14 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from radarlib.errors import ConfigError
-from radarlib.filename import BufrFileName, format_iso
+from radarlib.filename import BufrFileName
 
 __all__ = [
+    "DEFAULT_MAX_AGE_MINUTES",
     "DatabaseStatus",
+    "HealthReport",
+    "RadarHealth",
     "RadarStatus",
     "collect_status",
+    "healthz",
     "named_file",
-    "radar_health",
     "require_database",
     "status_targets",
 ]
@@ -54,6 +57,41 @@ class DatabaseStatus:
     incomplete: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     download_failures: list[dict[str, Any]] = field(default_factory=list)
+    #: problems the daemons recorded for an operator: ``config`` (a volume_types field no
+    #: radar produces), ``unknown_field`` (a file with a field radarlib does not know), …
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    #: field files left out of written volumes (``on_bad_field = "drop"``), newest first
+    dropped_fields: list[dict[str, Any]] = field(default_factory=list)
+
+
+#: default of ``[health] max_age_minutes``: a radar whose newest file is older is unhealthy
+DEFAULT_MAX_AGE_MINUTES = 30.0
+
+
+@dataclass
+class RadarHealth:
+    """Whether one radar's data is fresh: its newest download and how old it is."""
+
+    radar: str
+    healthy: bool
+    last_download: str | None
+    age_minutes: float | None
+    reason: str | None = None
+
+
+@dataclass
+class HealthReport:
+    """``/healthz`` data: healthy only when every radar is (503 naming the others)."""
+
+    healthy: bool
+    max_age_minutes: float
+    radars: list[RadarHealth] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def unhealthy(self) -> list[RadarHealth]:
+        """The radars that make the report unhealthy."""
+        return [r for r in self.radars if not r.healthy]
 
 
 _DOWNLOAD_FAILURE_KEYS = (
@@ -138,10 +176,60 @@ def collect_status(
                 entry = _volume_brief(row)
                 entry["file"] = named_file(row.get("error_message"))
                 result.failures.append(entry)
+            result.problems += tracker.get_problems(radar)[:limit]
+            result.dropped_fields += tracker.get_dropped_fields(radar, limit=limit)
     for rows in (result.failures, result.download_failures):
         rows.sort(key=lambda r: str(r.get("updated_at") or ""), reverse=True)
         del rows[limit:]
     return result
+
+
+def healthz(
+    targets: Sequence[tuple[Path, Sequence[str] | None]],
+    *,
+    max_age_minutes: float = DEFAULT_MAX_AGE_MINUTES,
+    now: datetime | None = None,
+) -> HealthReport:
+    """Per radar: healthy when its newest downloaded file is at most ``max_age_minutes`` old.
+
+    A radar that never downloaded anything is unhealthy, and so is every radar of a database
+    that cannot be read (listed in ``errors``). ``targets`` are ``(database, radars)`` pairs
+    as :func:`status_targets` returns them (``None``: every radar the database knows).
+    """
+    from radarlib.filename import parse_iso
+    from radarlib.state.sqlite import SQLiteStateTracker
+
+    moment = now or datetime.now(timezone.utc)
+    report = HealthReport(healthy=True, max_age_minutes=float(max_age_minutes))
+    for db_path, radars in targets:
+        try:
+            require_database(db_path)
+            with SQLiteStateTracker(db_path) as tracker:
+                chosen = list(radars) if radars else tracker.radar_codes()
+                summaries = {code: tracker.download_summary(code) for code in chosen}
+        except Exception as exc:  # the database itself is the problem
+            report.errors.append(f"{db_path}: {exc}")
+            for code in radars or ():
+                report.radars.append(
+                    RadarHealth(code, False, None, None, f"state database unreadable: {exc}")
+                )
+            continue
+        for code, (_, last) in summaries.items():
+            if last is None:
+                report.radars.append(
+                    RadarHealth(code, False, None, None, "has never downloaded anything")
+                )
+                continue
+            age = (moment - parse_iso(last)).total_seconds() / 60.0
+            fresh = age <= max_age_minutes
+            reason = (
+                None
+                if fresh
+                else (f"newest file downloaded {age:.0f} min ago (limit {max_age_minutes:g} min)")
+            )
+            report.radars.append(RadarHealth(code, fresh, last, round(age, 1), reason))
+    report.healthy = not report.errors and all(r.healthy for r in report.radars)
+    return report
 
 
 def status_targets(
@@ -171,47 +259,3 @@ def status_targets(
         config.radar(code)
         targets.setdefault(config.state_db(code), []).append(code)
     return list(targets.items())
-
-
-def radar_health(
-    db_path: Path,
-    radars: Sequence[str] | None,
-    *,
-    max_age_seconds: float,
-    now: datetime | None = None,
-) -> list[dict[str, Any]]:
-    """Per radar of one database: its newest observation, its age, and whether it is fresh.
-
-    A radar is unhealthy when its newest downloaded observation is older than
-    ``max_age_seconds`` or when it never downloaded anything; ``reason`` then names it.
-
-    Raises:
-        ConfigError: no database at ``db_path``.
-        StateError: the file is not a usable state database.
-    """
-    from radarlib.state.sqlite import SQLiteStateTracker
-
-    moment = now or datetime.now(timezone.utc)
-    require_database(db_path)
-    report: list[dict[str, Any]] = []
-    with SQLiteStateTracker(db_path, timeout=5.0) as tracker:
-        for radar in list(radars) if radars else tracker.radar_codes():
-            newest = tracker.latest_observation(radar)
-            entry: dict[str, Any] = {
-                "radar": radar,
-                "newest_observation": None,
-                "age_seconds": None,
-            }
-            if newest is None:
-                entry.update(ok=False, reason=f"{radar}: nothing downloaded yet")
-            else:
-                age = (moment - newest).total_seconds()
-                entry.update(newest_observation=format_iso(newest), age_seconds=round(age, 1))
-                entry["ok"] = age <= max_age_seconds
-                if not entry["ok"]:
-                    entry["reason"] = (
-                        f"{radar}: newest observation {format_iso(newest)} is {age / 60:.0f} min "
-                        f"old (limit {max_age_seconds / 60:g} min)"
-                    )
-            report.append(entry)
-    return report

@@ -25,6 +25,8 @@ from radarlib.bufr.model import GateStatus
 __all__ = [
     "CF_RADIAL_VERSION",
     "CONVENTIONS",
+    "DROPPED_FIELDS_ATTR",
+    "DROPPED_FIELD_ERRORS_ATTR",
     "FIELD_VOCABULARY",
     "FILL_VALUE",
     "INSTRUMENT_TYPE",
@@ -56,6 +58,10 @@ PRIMARY_AXIS = "axis_z"
 INSTRUMENT_TYPE = "radar"
 #: Length of the ``string_length`` dimension for character variables.
 STRING_LENGTH = 32
+#: Global attributes naming the field files left out of a volume (``on_bad_field = "drop"``)
+#: and why: ``DBZV`` and ``DBZV: RMA1_0315_01_DBZV_….BUFR: cannot decode: …`` (one per line).
+DROPPED_FIELDS_ATTR = "dropped_fields"
+DROPPED_FIELD_ERRORS_ATTR = "dropped_field_errors"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ Volume numbers match by value, so ``"1"`` and ``"01"`` are the same volume numbe
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 
 from radarlib.errors import ConfigError
@@ -16,6 +17,7 @@ __all__ = [
     "VolumeTypes",
     "expected_fields",
     "validate_volume_types",
+    "volume_type_warnings",
 ]
 
 #: strategy -> volume number -> expected field names
@@ -74,3 +76,29 @@ def validate_volume_types(
                 raise ConfigError(here, "lists a field twice")
             result[strategy][number] = list(fields)
     return result
+
+
+def volume_type_warnings(volume_types: VolumeTypes, key: str = "volume_types") -> list[str]:
+    """One message per field name no RMA radar produces (not in the ODIM field vocabulary).
+
+    Such a name is almost always a typo (``KPD`` for ``KDP``): its real field is never
+    downloaded and the volumes wait for it until they expire. The message names the key,
+    the field, the nearest known name and the known names.
+    """
+    from radarlib.vocabulary import FIELD_VOCABULARY
+
+    known = sorted(FIELD_VOCABULARY)
+    messages = []
+    for strategy, numbers in volume_types.items():
+        for number, fields in numbers.items():
+            for name in fields:
+                if name in FIELD_VOCABULARY:
+                    continue
+                near = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+                hint = f" (did you mean {near[0]}?)" if near else ""
+                messages.append(
+                    f"{key}.{strategy}.{number}: field {name!r} is not a field the radars "
+                    f"produce{hint}; known fields: {', '.join(known)}. Volumes of this type "
+                    f"will wait for it and never be complete"
+                )
+    return messages

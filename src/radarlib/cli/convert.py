@@ -3,15 +3,19 @@
     radarlib convert RMA11/ AR5_1000_1_DBZH_20240101T000746Z.BUFR -o out --compression-level 4
 
 Files are grouped into volumes by name; each volume prints one line (fields, sweeps, rays,
-gates, output path, seconds) plus its warnings. The exit code is 1 if any volume or
-given path failed (each failure names the file and the reason), else 0.
+gates, output path, seconds) plus its warnings, each once: what the decoder reports per field
+file is gathered and printed under its volume (a sweep whose end precedes its start is told
+by the volume, not again by every field file). The exit code is 1 if any volume or given
+path failed (each failure names the file and the reason), else 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from radarlib.errors import FileNameError, RadarlibError
@@ -80,6 +84,48 @@ def collect_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
     return list(dict.fromkeys(files)), problems
 
 
+#: the decoder's per-file sweep-time warning, which the volume repeats in its own warnings
+_SWEEP_TIME_FORMAT = "before it starts"
+
+
+class _Gather(logging.Handler):
+    """Keeps the records it is given."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def _decoder_messages() -> Iterator[list[logging.LogRecord]]:
+    """Gather the WARNING records of radarlib during a conversion instead of printing them."""
+    handler = _Gather()
+    records = handler.records
+    root = logging.getLogger("radarlib")
+    old_propagate = root.propagate
+    root.addHandler(handler)
+    root.propagate = False
+    try:
+        yield records
+    finally:
+        root.removeHandler(handler)
+        root.propagate = old_propagate
+
+
+def _extra_warnings(records: list[logging.LogRecord], volume_warnings: Iterable[str]) -> list[str]:
+    """Decoder warnings not already said by the volume, each once."""
+    told = bool(list(volume_warnings))
+    lines: list[str] = []
+    for record in records:
+        if told and _SWEEP_TIME_FORMAT in str(record.msg):
+            continue  # the volume's "sweep N: end time … precedes start time …" says it
+        lines.append(record.getMessage())
+    return list(dict.fromkeys(lines))
+
+
 def run(args: argparse.Namespace) -> int:
     """Convert every volume found; 1 if anything failed."""
     from radarlib.convert import ConvertOptions, convert_volume
@@ -92,21 +138,24 @@ def run(args: argparse.Namespace) -> int:
     failed = bool(problems)
     for key, paths in group_files_into_volumes(files).items():
         expected = expected_fields(DEFAULT_VOLUME_TYPES, key.strategy, key.volume_number)
-        try:
-            result = convert_volume(
-                paths, args.output_dir, options=options, expected_fields=expected
-            )
-        except (RadarlibError, OSError) as exc:
-            failed = True
-            print(f"FAILED {key.volume_id}: {exc}", file=sys.stderr)
-            continue
+        with _decoder_messages() as records:
+            try:
+                result = convert_volume(
+                    paths, args.output_dir, options=options, expected_fields=expected
+                )
+            except (RadarlibError, OSError) as exc:
+                failed = True
+                print(f"FAILED {key.volume_id}: {exc}", file=sys.stderr)
+                for line in _extra_warnings(records, ()):
+                    print(f"  warning: {line}", file=sys.stderr)
+                continue
         missing = f" missing={','.join(result.missing_fields)}" if result.missing_fields else ""
         print(
             f"OK {result.volume_id} fields={','.join(result.fields)}{missing} "
             f"sweeps={result.nsweeps} rays={result.nrays} gates={result.ngates} "
             f"-> {result.path} ({result.seconds:.2f} s)"
         )
-        for warning in result.warnings:
+        for warning in [*result.warnings, *_extra_warnings(records, result.warnings)]:
             print(f"  warning: {warning}")
     if not files and not problems:
         print("FAILED no BUFR files given", file=sys.stderr)

@@ -8,12 +8,13 @@
 Serves ``/`` (HTML, updates itself), ``/api/status`` (JSON, as ``radarlib status --json``),
 ``/metrics`` (Prometheus), ``/quicklook/<RADAR>.png`` and ``/healthz`` (200, or 503 with the
 reasons when a state database cannot be read, with ``--max-download-age`` its newest download
-is older than that many seconds, or with ``--max-age`` (or a config) a radar's newest
-observation is older than that many minutes or it has none). It listens on 127.0.0.1 by
-default; binding another address needs a token (``$RADARLIB_DASHBOARD_TOKEN`` or
-``--token-env``), which every route but ``/healthz`` then requires. ``--port 0`` picks a
-free port. The bound URL is printed on stdout. SIGINT/SIGTERM stop it, exit code 0; 2 when
-the config cannot be read, the address cannot be bound or a token is missing.
+is older than that many seconds, or with ``--max-age`` (or a config's ``[health]``) a radar's
+newest download is older than that many minutes or it has none, by
+:func:`radarlib.status.healthz`). It listens on 127.0.0.1 by default; binding another
+address needs a token (``$RADARLIB_DASHBOARD_TOKEN`` or ``--token-env``), which every route
+but ``/healthz`` then requires. ``--port 0`` picks a free port. The bound URL is printed on
+stdout. SIGINT/SIGTERM stop it, exit code 0; 2 when the config cannot be read, the address
+cannot be bound or a token is missing.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def _handle(args: argparse.Namespace) -> int:
     from radarlib.status import status_targets
 
     setup_logging(args.log_level)
-    max_age = None if args.max_age is None else args.max_age * 60
+    max_age: float | None = args.max_age
     token_env = args.token_env or "RADARLIB_DASHBOARD_TOKEN"
     try:
         targets = status_targets(args.config, args.db or [], args.radar)
@@ -78,10 +79,10 @@ def _handle(args: argparse.Namespace) -> int:
         if args.config:
             from radarlib.config import load_config
 
-            ops = load_config(args.config, resolve_secrets=False).operations
+            config = load_config(args.config, resolve_secrets=False)
             if max_age is None:
-                max_age = ops.health.max_age_minutes * 60
-            token_env = args.token_env or ops.dashboard.token_env
+                max_age = config.health.max_age_minutes
+            token_env = args.token_env or config.operations.dashboard.token_env
     except RadarlibError as exc:
         print(f"radarlib dashboard: {exc}", file=sys.stderr)
         return 2
@@ -102,7 +103,7 @@ def _handle(args: argparse.Namespace) -> int:
         refresh_seconds=args.refresh,
         limit=args.limit,
         max_download_age=args.max_download_age,
-        max_observation_age=max_age,
+        max_age_minutes=max_age,
         token=token,
     )
     dashboard = Dashboard(settings)
@@ -156,8 +157,8 @@ def register(subparsers: Any) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--max-age", type=_seconds, metavar="MINUTES",
-        help="/healthz fails naming each radar whose newest observation is older than this "
-        "(default with --config: [health] max_age_minutes, 15)",
+        help="/healthz fails naming each radar whose newest download is older than this, or "
+        "that has none (default with --config: [health] max_age_minutes, 30)",
     )  # fmt: skip
     parser.add_argument(
         "--token-env", metavar="NAME",

@@ -6,7 +6,9 @@
 Shows per radar: downloaded files and the time of the last download, volumes per status;
 then the incomplete volumes with the fields they miss (waiting or expired), the latest
 failures with their messages (volumes that failed or wait for a retry, files whose download
-failed). ``--json`` prints the same as one JSON document. Exit code 0; 2 when the config or
+failed), problems the daemons recorded (a ``volume_types`` field no radar produces, a file
+with an unknown field) and fields left out of written volumes. ``--json`` prints the same as
+one JSON document. Exit code 0; 2 when the config or
 database cannot be read.
 """
 
@@ -80,7 +82,18 @@ def format_status(statuses: Sequence[DatabaseStatus]) -> str:
                     f"{_when(d['next_attempt_at'])}: {d['last_error']}"
                 )
             out.append("")
-        if not (db.incomplete or db.failures or db.download_failures):
+        if db.problems:
+            out.append("problems to look at:")
+            for problem in db.problems:
+                seen = f" ({problem['occurrences']}x, last {_when(problem['last_seen'])})"
+                out.append(f"  {problem['radar_code']}  {problem['message']}{seen}")
+            out.append("")
+        if db.dropped_fields:
+            out.append("fields left out of written volumes:")
+            for d in db.dropped_fields:
+                out.append(f"  {d['volume_id']}  {d['field']}: {d['error']}")
+            out.append("")
+        if not (db.incomplete or db.failures or db.download_failures or db.problems):
             out.append("no incomplete volumes, no failures")
             out.append("")
     return "\n".join(out).rstrip() + "\n"

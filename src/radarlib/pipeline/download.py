@@ -1,4 +1,4 @@
-"""The date-based FTP download daemon: every radar file, verified, recorded once, always stoppable.
+"""The date-based FTP download daemon: every radar file, whole and verified, recorded once.
 
 >>> config = DateBasedDaemonConfig(host="ftp.example.com", username="user", password="pass",
 ...     remote_base_path="/L2", radar_code="RMA1", local_download_dir=Path("./downloads"),
@@ -6,23 +6,28 @@
 ...     end_date=datetime(2025, 1, 2, tzinfo=timezone.utc))          # doctest: +SKIP
 >>> await DateBasedFTPDaemon(config).run()                          # doctest: +SKIP
 
-Each poll lists the hour folders ``<base>/<RADAR>/<YYYY>/<MM>/<DD>/<HH>/<MMSS>/`` from the
-resume point (kept in the state database, see :mod:`radarlib.pipeline.scan`) to the present or
-the end date, so late files in recent hours are found and history is not re-listed. Wanted
-files (name pattern, radar, ``volume_types``) go to ``max_concurrent_downloads`` workers, one
-FTP connection each. A file is received into ``.<name>.part`` next to its final name while
-its sha256 is computed, its size is checked against the server's, then it is fsynced,
-renamed and recorded (a burst of files in one transaction, in a worker thread);
-volumes that became complete are announced to an in-process processing daemon.
+How it works (the state database is its only memory; see :mod:`radarlib.state.remote_files`):
 
-A file in an hour that is still open (newer than the look-back window) is taken only when
-two listings a poll apart agree on its size, and the server's SIZE after the transfer must
-match too: a file still being uploaded is left for the next poll. Failures back off
-exponentially with jitter; after ``max_attempts`` a file is recorded ``failed`` and retried
-at the ``failed_retry_interval`` pace. Wrong credentials or a missing base path end
-:meth:`DateBasedFTPDaemon.run` with :class:`FTPAuthError` / :class:`RemotePathError`.
-:meth:`~DateBasedFTPDaemon.stop` (any thread, signal handlers) or cancelling the task ends
-``run()`` within seconds, without temporary files or half-recorded rows.
+- **Listing.** Each poll lists the hour folders ``<base>/<RADAR>/<YYYY>/<MM>/<DD>/<HH>/``
+  from the resume point (see :mod:`radarlib.pipeline.scan`) to now, newest first, and their
+  ``<MMSS>`` folders, streaming each listing. Every wanted file it shows is recorded with its
+  size; the ones to fetch go to the workers at once. Older hours, up to ``rescan_days`` back,
+  are listed again a slice per poll (the deep rescan), and ``radarlib rescan`` asks for any
+  period: files uploaded days late are found.
+- **Fetching.** ``max_concurrent_downloads`` workers, one FTP connection each, fetch files
+  (:mod:`radarlib.pipeline.fetch`): a file is recorded only when it is one whole BUFR
+  message; a short one waits for the server's size to change; a non-BUFR or over-size one
+  is rejected with one log line.
+- **Failures.** A file's own failure is retried with exponential backoff and, after
+  ``max_attempts``, at the ``failed_retry_interval`` pace, for as long as the daemon runs.
+  Network faults, timeouts, a session refused at the server's limit (the connections then
+  adapt down), a full disk or database: all retried, never the end of the daemon, and
+  they cost no attempt. When the server is back, every idle connection takes work at once.
+- **The end.** :meth:`DateBasedFTPDaemon.run` returns at the end date (everything settled)
+  or on :meth:`~DateBasedFTPDaemon.stop`, within seconds and with no ``.part`` file left. It
+  raises only for what retrying cannot fix: :class:`FTPAuthError` (credentials refused at
+  the first login), :class:`RemotePathError` (no base folder), :class:`OwnershipError`
+  (another process owns this radar's folder or database).
 """
 
 from __future__ import annotations
@@ -33,56 +38,55 @@ import logging
 import os
 import random
 import ssl
-import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from radarlib.archive import base_folder, dated_folder, is_dated
 from radarlib.checks import check_aware, check_bool, check_integer, check_number
-from radarlib.durability import sync_files, sync_folder
 from radarlib.errors import (
     ConfigError,
     FileNameError,
     FTPAuthError,
-    RemotePathError,
+    RemoteFileError,
+    SessionLimitError,
+    StateError,
     TransportError,
 )
-from radarlib.filename import BufrFileName, parse_iso
-from radarlib.io.ftp.client import Fetched, FTPClient, Transfer
-from radarlib.pipeline.scan import (
-    HOUR,
-    Coverage,
-    advance_coverage,
-    day_dir,
-    floor_hour,
-    hour_dir,
-    hours_to_list,
-    in_range,
-    is_closed,
-    resume_point,
-)
+from radarlib.filename import BufrFileName
+from radarlib.io.ftp.client import FTPClient
+from radarlib.pipeline.fetch import Fetched, Interrupted, Received, receive_file
+from radarlib.pipeline.listing import RemoteLister, request_rescan
+from radarlib.pipeline.ownership import exclusive
 from radarlib.state.events import announce_ready
+from radarlib.state.remote_files import RemoteFile
 from radarlib.state.sqlite import DownloadedFile
 from radarlib.volume_types import DEFAULT_VOLUME_TYPES, expected_fields, validate_volume_types
 
 if TYPE_CHECKING:
     from radarlib.state.sqlite import SQLiteStateTracker
 
-__all__ = ["PASSWORD_ENV", "DateBasedDaemonConfig", "DateBasedFTPDaemon"]
+__all__ = [
+    "DEFAULT_MAX_FILE_SIZE",
+    "PASSWORD_ENV",
+    "DateBasedDaemonConfig",
+    "DateBasedFTPDaemon",
+    "request_rescan",
+]
 
 logger = logging.getLogger(__name__)
 
 #: environment variable read when ``password`` is None
 PASSWORD_ENV = "RADARLIB_FTP_PASSWORD"
+#: default ``max_file_size``: 16 times the largest real volume file (~2 MB)
+DEFAULT_MAX_FILE_SIZE = 32 * 1024 * 1024
 
-_IDLE_RECONNECT_SECONDS = 30.0  # a connection idle longer than this is replaced before use
-_MAX_WARNED_NAMES = 10_000
-# received files gather this long (less when the burst is full or no other file is in
-# flight), then are finished together: fewer journal commits, which stall transfers' writes
-_FINISH_GATHER_SECONDS = 0.1
+_RECONNECT_CAP = 30.0  # longest pause between two connection attempts
+_IDLE_RECONNECT = 30.0  # a connection idle longer than this is replaced before use
+_QUEUE = 256  # files handed to the workers at once; the rest wait in the database
+_SESSION_PROBE = 600.0  # after the server refused sessions, try one more this often
 
 
 @dataclass
@@ -98,6 +102,12 @@ class DateBasedDaemonConfig:
     the system trust store or, when given, the PEM bundle ``tls_ca_file`` (e.g. a private CA
     or a self-signed server certificate). There is deliberately no switch to turn
     verification off: an unverified TLS connection would only look secure.
+
+    ``max_file_size`` refuses (and records as rejected) a file larger than that many bytes;
+    the real volume files are under 2 MB. ``rescan_days`` and ``rescan_interval`` set the deep
+    rescan: every hour of the last ``rescan_days`` days (beyond the look-back) is listed again
+    once per ``rescan_interval`` seconds, spread over the polls, so files uploaded days late
+    are still fetched (``rescan_days = 0`` turns it off).
     """
 
     host: str
@@ -130,6 +140,9 @@ class DateBasedDaemonConfig:
     use_tls: bool = False
     local_layout: Literal["flat", "date"] = "flat"
     tls_ca_file: Path | None = None
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    rescan_days: float = 7.0
+    rescan_interval: float = 3600.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host.strip():
@@ -174,6 +187,9 @@ class DateBasedDaemonConfig:
         check_number("retry_backoff", self.retry_backoff, strict=False)
         check_number("lookback_hours", self.lookback_hours, strict=False)
         check_integer("max_attempts", self.max_attempts, 1)
+        check_integer("max_file_size", self.max_file_size, 1024)
+        check_number("rescan_days", self.rescan_days, strict=False)
+        check_number("rescan_interval", self.rescan_interval)
         for key in ("verify_checksums", "resume_partial", "use_tls"):
             check_bool(key, getattr(self, key))
         ca_file = self.tls_ca_file
@@ -184,6 +200,18 @@ class DateBasedDaemonConfig:
         if self.local_layout not in ("flat", "date"):
             raise ConfigError(
                 "local_layout", f"must be 'flat' or 'date', got {self.local_layout!r}"
+            )
+        try:
+            dated = is_dated(self.local_download_dir)
+        except ValueError as exc:
+            raise ConfigError(
+                "local_download_dir", f"bad template {str(self.local_download_dir)!r}: {exc}"
+            ) from None
+        if dated and self.local_layout == "date":
+            raise ConfigError(
+                "local_layout",
+                f"'date' and the dated local_download_dir {str(self.local_download_dir)!r} "
+                "both split the folder by time: keep one",
             )
 
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -211,35 +239,6 @@ class DateBasedDaemonConfig:
         return "anonymous@" if self.username == "anonymous" else ""
 
 
-@dataclass(frozen=True)
-class _Job:
-    """One remote file to fetch; ``size`` is the listed size (None: ask the server).
-
-    ``key`` is the file name as text (``str(name)``, kept so it is formatted only once).
-    """
-
-    key: str
-    name: BufrFileName
-    remote_path: str
-    size: int | None
-    hour: datetime
-    closed: bool = False  # listed after its hour closed: the size will not change any more
-
-
-@dataclass(frozen=True)
-class _Received:
-    """A file whose bytes are received and their count verified, on their way into ``temp``.
-
-    The finisher settles it (the last blocks written, the sha256 known), makes it durable
-    and records it.
-    """
-
-    job: _Job
-    temp: Path
-    final: Path
-    fetched: Fetched
-
-
 @dataclass
 class _Stats:
     files_downloaded: int = 0
@@ -248,26 +247,23 @@ class _Stats:
     retries: int = 0
     reconnects: int = 0
     resumed_transfers: int = 0
-    deferred_growing: int = 0
+    short_files: int = 0
+    rejected_files: int = 0
     ignored_names: int = 0
-    polls: int = 0
-    last_poll_time: datetime | None = None
+    skipped_listing_lines: int = 0
     started_at: datetime | None = None
 
 
-#: one wanted file of a listing: (file name, parsed name, remote path, listed size or None)
-_Listed = tuple[str, BufrFileName, str, int | None]
+class _UnsafePath(Exception):
+    """A file's local folder resolves outside the download folder (a symlink): not taken."""
 
 
-class _Deferred(Exception):
-    """The file changed on the server during the transfer: leave it for the next poll."""
+@dataclass(frozen=True)
+class _Job:
+    """A file handed to a worker: what the database knows of it, and its parsed name."""
 
-
-def _discard(fetched: Fetched, temp: Path) -> None:
-    """Drop a received file that will not be kept, once its transfer's thread has written it."""
-    with contextlib.suppress(OSError):
-        fetched.settle()
-    temp.unlink(missing_ok=True)
+    remote: RemoteFile
+    name: BufrFileName
 
 
 def _backoff(base: float, attempt: int, cap: float) -> float:
@@ -281,7 +277,7 @@ class DateBasedFTPDaemon:
 
     ``tracker`` shares an already open :class:`SQLiteStateTracker` (it is then not closed
     here); otherwise ``config.state_db`` is opened by :meth:`run`. ``clock`` returns the
-    current UTC time (a seam for tests).
+    current UTC time: the one clock of the daemon (a seam for tests).
     """
 
     def __init__(
@@ -295,40 +291,36 @@ class DateBasedFTPDaemon:
         self._tracker = tracker
         self._owns_tracker = tracker is None
         self._clock = clock or (lambda: datetime.now(timezone.utc))
-        self._checkpoint_key = (
-            f"ftp-scan:{config.radar_code}@{config.host}:{config.port}{config.remote_base_path}"
-        )
+        c = config
+        self._key = f"{c.radar_code}@{c.host}:{c.port}{c.remote_base_path}"
         self._stats = _Stats()
         self._running = False
         self._stop_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
         self._ssl_context: ssl.SSLContext | None = None
-        self._reset_run_state()
+        self._lister: RemoteLister | None = None  # made when a run has its database
+        # the download root (a dated template's base folder) and, under it, the dated rest
+        self._root = base_folder(c.local_download_dir)
+        self._dated: Path | None = None
+        self._new_run()
 
-    def _reset_run_state(self) -> None:
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
-        self._active: dict[str, _Job] = {}
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._done: dict[str, datetime] = {}
-        self._sizes: dict[str, int | None] = {}
-        self._not_before: dict[str, float] = {}
-        self._attempts: dict[str, int] = {}
-        self._failed: set[str] = set()
-        self._hour_pending: dict[datetime, set[str]] = {}
-        self._closed_listed: set[datetime] = set()
-        self._temps: set[Path] = set()
-        self._background: set[asyncio.Task[Any]] = set()
-        self._finish_batch = max(24, 6 * self.config.max_concurrent_downloads)
-        self._finishing: asyncio.Queue[_Received] = asyncio.Queue(2 * self._finish_batch)
-        self._finish_now = asyncio.Event()
-        self._finisher_task: asyncio.Task[None] | None = None
-        self._folders: dict[str, Path] = {}
-        self._warned: set[str] = set()
-        self._coverage: Coverage | None = None
-        self._resume: datetime | None = None
-        self._root = self.config.local_download_dir
+    def _new_run(self) -> None:
+        """The per-run, in-process state: what is queued or in flight, and the session budget."""
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue(_QUEUE)
+        self._inflight: set[str] = set()
+        self._wake = asyncio.Event()  # the feeder looks at the database again
+        self._sessions = 0  # worker connections open or being opened
+        self._limit = self.config.max_concurrent_downloads
+        self._budget = asyncio.Condition()
+        self._limited_at: float | None = None
+        self._logged_in = False
+        self._reconnected = asyncio.Event()
+        self._tried: set[str] = set()  # files handed to a worker in this run
+        # received files being made durable and recorded while their connection goes on
+        self._finishing: set[asyncio.Task[None]] = set()
+        self._finish_slots = asyncio.Semaphore(2 * self.config.max_concurrent_downloads)
+        self._end: datetime | None = None  # this run's end date
 
     # -- public API ---------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -348,7 +340,8 @@ class DateBasedFTPDaemon:
 
     def get_stats(self) -> dict[str, Any]:
         """Counters and position: files, bytes, failures, retries, last poll, resume point."""
-        s, c = self._stats, self.config
+        s, c, lister = self._stats, self.config, self._lister
+        resume = lister.resume if lister else None
         return {
             "running": self._running,
             "files_downloaded": s.files_downloaded,
@@ -357,13 +350,17 @@ class DateBasedFTPDaemon:
             "retries": s.retries,
             "reconnects": s.reconnects,
             "resumed_transfers": s.resumed_transfers,
-            "deferred_growing": s.deferred_growing,
-            "ignored_names": s.ignored_names,
-            "polls": s.polls,
-            "last_poll_time": s.last_poll_time,
-            "resume_point": self._resume,
-            "current_scan_date": self._resume.isoformat() if self._resume else None,
-            "in_flight": len(self._active),
+            "short_files": s.short_files,
+            "rejected_files": s.rejected_files,
+            "ignored_names": lister.warnings.count if lister else 0,
+            "skipped_listing_lines": s.skipped_listing_lines,
+            "polls": lister.polls if lister else 0,
+            "rescanned_hours": lister.rescanned_hours if lister else 0,
+            "last_poll_time": lister.last_poll_time if lister else None,
+            "resume_point": resume,
+            "current_scan_date": resume.isoformat() if resume else None,
+            "in_flight": len(self._inflight),
+            "connections_allowed": self._limit,
             "started_at": s.started_at,
             "config": {
                 "host": c.host,
@@ -377,11 +374,28 @@ class DateBasedFTPDaemon:
         }
 
     async def run(self) -> None:
-        """Scan and download until the end date is done, :meth:`stop`, or cancellation.
+        """Scan and download until the end date is settled, :meth:`stop`, or cancellation.
 
-        Raises :class:`FTPAuthError` or :class:`RemotePathError` (configuration problems, not
-        retried). Connection problems are retried with backoff for as long as it runs.
+        Raises :class:`FTPAuthError`, :class:`RemotePathError` or :class:`OwnershipError`
+        (nothing to retry: the configuration or another process is in the way).
         """
+        await self._run(self.config.start_date, self.config.end_date, relist=False)
+
+    async def rescan(self, since: datetime, until: datetime) -> dict[str, Any]:
+        """List ``[since, until]`` again, fetch whatever is missing, return the stats.
+
+        For ``radarlib rescan`` when no daemon runs for this radar (a running one takes
+        requests through :func:`request_rescan` instead). Ignores and keeps the scan position.
+        """
+        check_aware("since", since)
+        check_aware("until", until)
+        if until < since:
+            raise ConfigError("until", "is before since")
+        await self._run(since, until, relist=True)
+        return self.get_stats()
+
+    # -- one run --------------------------------------------------------------------------------
+    async def _run(self, start: datetime | None, end: datetime | None, *, relist: bool) -> None:
         if self._running:
             raise RuntimeError("this daemon is already running")
         self._loop = asyncio.get_running_loop()
@@ -389,67 +403,119 @@ class DateBasedFTPDaemon:
         if self._stop_requested:
             self._stop_requested = False
             return
-        self._reset_run_state()
+        self._new_run()
+        self._end = end
         self._running = True
         self._stats.started_at = self._clock()
         main: asyncio.Task[None] | None = None
-        stopper = asyncio.create_task(self._stop_event.wait())
         try:
-            self._root = await asyncio.to_thread(self._prepare_root)
-            self._ssl_context = await asyncio.to_thread(self.config.ssl_context)
-            if self._tracker is None:
-                from radarlib.state.sqlite import SQLiteStateTracker
-
-                self._tracker = await asyncio.to_thread(SQLiteStateTracker, self.config.state_db)
-            self._folders[""] = self._root
-            self._finisher_task = asyncio.create_task(self._finisher(), name="ftp-finisher")
-            main = asyncio.create_task(self._main(), name=f"ftp-daemon:{self.config.radar_code}")
-            await asyncio.wait({main, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            async with self._owned():
+                main = asyncio.create_task(self._main(start, end, relist), name=self._key)
+                stopper = asyncio.create_task(self._stop_event.wait())
+                try:
+                    await asyncio.wait({main, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                finally:  # stopped, finished, or cancelled: main ends before the tracker closes
+                    stopper.cancel()
+                    main.cancel()
+                    await asyncio.wait({main})
         finally:
-            stopper.cancel()
-            if main is not None and not main.done():
-                main.cancel()
-            if main is not None:
-                await asyncio.wait({main})
-            await self._cleanup()
             self._running = False
             self._stop_requested = False
-        if main is None or main.cancelled() or self._stop_event.is_set():
+        if main.cancelled() or self._stop_event.is_set():
             logger.info("download daemon for %s stopped", self.config.radar_code)
             return
         error = main.exception()
         if error is not None:
-            if isinstance(error, (FTPAuthError, RemotePathError)):
-                logger.error("download daemon for %s: %s", self.config.radar_code, error)
+            logger.error("download daemon for %s: %s", self.config.radar_code, error)
             raise error
 
-    # -- setup and teardown ---------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _owned(self) -> AsyncIterator[None]:
+        """This radar's download folder and database locked, the tracker open, for the run."""
+        c = self.config
+        self._ssl_context = c.ssl_context()
+        self._root = await asyncio.to_thread(self._prepare_root)
+        locks = [
+            (self._root / f".radarlib-download-{c.radar_code}.lock", "the download folder"),
+            (Path(f"{c.state_db}.download-{c.radar_code}.lock"), "the state database"),
+        ]
+        with contextlib.ExitStack() as held:
+            for path, what in locks:
+                held.enter_context(exclusive(path, f"{what} of {c.radar_code} ({path.parent})"))
+            if self._tracker is None:
+                from radarlib.state.sqlite import SQLiteStateTracker
+
+                self._tracker = await asyncio.to_thread(SQLiteStateTracker, c.state_db)
+            try:
+                yield
+            finally:
+                if self._owns_tracker and self._tracker is not None:
+                    tracker, self._tracker = self._tracker, None
+                    await asyncio.to_thread(tracker.close)
+
     def _prepare_root(self) -> Path:
-        self.config.local_download_dir.mkdir(parents=True, exist_ok=True)
-        return self.config.local_download_dir.resolve()
+        """Create the download root (a dated template's base folder) and return it resolved."""
+        template = self.config.local_download_dir
+        base = base_folder(template)
+        base.mkdir(parents=True, exist_ok=True)
+        root = base.resolve()
+        if is_dated(template):  # the placeholder parts, kept as written (braces escaped)
+            self._dated = Path(*template.parts[len(base.parts) :])
+        return root
 
-    async def _cleanup(self) -> None:
-        await self._drain_finisher()  # received files are recorded, not thrown away
-        while self._background:  # finalizers run to completion: no half-done renames
-            background = list(self._background)
-            for task in background:
-                if task.get_name().startswith("requeue:"):
-                    task.cancel()
-            await asyncio.wait(background)
-        leftovers = [p for p in self._temps if p.exists()]
-        for path in leftovers:
-            with contextlib.suppress(OSError):
-                path.unlink()
-        self._temps.clear()
-        if self._tracker is not None:
-            try:  # remember what this run completed, so the next one starts after it
-                await self._persist_coverage()
-            except Exception as exc:  # the files are recorded; only the scan position is lost
-                logger.warning("could not save the scan position: %s", exc)
-        if self._owns_tracker and self._tracker is not None:
-            tracker, self._tracker = self._tracker, None
-            await asyncio.to_thread(tracker.close)
+    def _db(self) -> SQLiteStateTracker:
+        if self._tracker is None:
+            raise RuntimeError("state tracker is not open")
+        return self._tracker
 
+    async def _main(self, start: datetime | None, end: datetime | None, relist: bool) -> None:
+        c = self.config
+        client = await self._connect("scanner")
+        workers: list[asyncio.Task[None]] = []
+        try:
+            await client.check_dir(c.remote_base_path)
+            if await client.list_dir(f"{c.remote_base_path}/{c.radar_code}") is None:
+                logger.warning(
+                    "%s has no folder %s/%s on %s: is the radar code right? (waiting for it)",
+                    c.radar_code,
+                    c.remote_base_path,
+                    c.radar_code,
+                    c.host,
+                )
+            self._lister = lister = RemoteLister(
+                c, self._db(), key=self._key, offer=self._offer, clock=self._clock
+            )
+            await lister.load_resume_point(start, relist)
+            logger.info(
+                "downloading %s from %s:%d%s into %s (%s to %s, from hour %s)",
+                c.radar_code,
+                c.host,
+                c.port,
+                c.remote_base_path,
+                self._root,
+                start or "the resume point",
+                end or "continuous",
+                lister.resume,
+            )
+            workers = [
+                asyncio.create_task(self._worker(i), name=f"{self._key}/worker-{i}")
+                for i in range(c.max_concurrent_downloads)
+            ]
+            workers.append(asyncio.create_task(self._feeder(start, end), name=f"{self._key}/feed"))
+            scanner = asyncio.create_task(self._scan_loop(lister, client, start, end, relist))
+            done, _ = await asyncio.wait([scanner, *workers], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # a scanner that returned: the end date is settled
+        finally:
+            for task in workers:
+                task.cancel()
+            if workers:
+                await asyncio.wait(workers)
+            if self._finishing:  # received files are finished and recorded, not dropped
+                await asyncio.wait(self._finishing)
+            client.abort()
+
+    # -- connections ----------------------------------------------------------------------------
     def _new_client(self) -> FTPClient:
         c = self.config
         return FTPClient(
@@ -465,598 +531,359 @@ class DateBasedFTPDaemon:
         )
 
     async def _connect(self, role: str) -> FTPClient:
-        """Connect and log in, retrying with backoff; credentials refused -> FTPAuthError."""
+        """Connect and log in, retrying with backoff (cut short when another connection is
+        back). Credentials refused before any login succeeded -> :class:`FTPAuthError`.
+        """
         attempt = 0
         while True:
             client = self._new_client()
             try:
                 await client.connect()
-            except FTPAuthError:
-                raise
-            except TransportError as exc:
-                attempt += 1
-                self._stats.reconnects += 1
-                delay = _backoff(
-                    max(self.config.retry_backoff, 0.1), attempt, self.config.failed_retry_interval
-                )
-                level = logging.WARNING if attempt in (1, 5) or attempt % 20 == 0 else logging.DEBUG
-                logger.log(
-                    level, "%s: %s; retrying in %.1f s (attempt %d)", role, exc, delay, attempt
-                )
-                await asyncio.sleep(delay)
-                continue
-            if attempt:
-                logger.info(
-                    "%s: connected to %s:%d again", role, self.config.host, self.config.port
-                )
-            return client
-
-    # -- main loop ------------------------------------------------------------------------------
-    async def _main(self) -> None:
-        c = self.config
-        scanner_client = await self._connect("scanner")
-        tasks: set[asyncio.Task[None]] = set()
-        try:
-            await scanner_client.check_dir(c.remote_base_path)
-            await self._load_resume_point()
-            logger.info(
-                "downloading %s from %s:%d%s into %s (%s to %s, resume at %s)",
-                c.radar_code,
-                c.host,
-                c.port,
-                c.remote_base_path,
-                self._root,
-                c.start_date or "resume point",
-                c.end_date or "continuous",
-                self._resume,
-            )
-            tasks = {
-                asyncio.create_task(self._worker(i), name=f"ftp-worker-{i}")
-                for i in range(c.max_concurrent_downloads)
-            }
-            scanner = asyncio.create_task(self._scan_loop(scanner_client), name="ftp-scanner")
-            tasks.add(scanner)
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                error = task.exception()
-                if error is not None:
-                    raise error
-        finally:
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks)
-            scanner_client.abort()
-
-    async def _load_resume_point(self) -> None:
-        tracker, c = self._require_tracker(), self.config
-
-        def read() -> tuple[Coverage | None, datetime | None]:
-            coverage = Coverage.parse(tracker.get_checkpoint(self._checkpoint_key))
-            latest = None
-            if c.start_date is None and coverage is None:
-                latest = tracker.latest_observation(c.radar_code)
-            return coverage, latest
-
-        self._coverage, latest = await asyncio.to_thread(read)
-        self._resume = resume_point(
-            coverage=self._coverage,
-            start=c.start_date,
-            latest_observation=latest,
-            now=self._clock(),
-            lookback=c.lookback,
-        )
-
-    def _require_tracker(self) -> SQLiteStateTracker:
-        if self._tracker is None:
-            raise RuntimeError("state tracker is not open")
-        return self._tracker
-
-    async def _scan_loop(self, client: FTPClient) -> None:
-        c = self.config
-        while True:
-            started = self._clock()
-            try:
-                if not client.connected:
-                    client = await self._connect("scanner")
-                complete = await self._poll(client, started)
-            except (FTPAuthError, RemotePathError):
-                raise
-            except TransportError as exc:
-                logger.warning("listing failed: %s; reconnecting", exc)
-                client.abort()
-                complete = False
-            await self._persist_coverage()
-            if c.end_date is not None and complete and started >= c.end_date:
-                await self._idle.wait()
-                await self._persist_coverage()
-                if self._settled():
-                    logger.info(
-                        "end date %s reached: %d files downloaded, %d recorded as failed",
-                        c.end_date.isoformat(),
-                        self._stats.files_downloaded,
-                        self._stats.failures,
-                    )
-                    return
-            await asyncio.sleep(c.poll_interval)
-
-    def _settled(self) -> bool:
-        return not self._active and not any(self._hour_pending.values())
-
-    async def _poll(self, client: FTPClient, now: datetime) -> bool:
-        """List the hours that matter and queue what is missing; True once all were listed.
-
-        Each day folder is listed once per poll, so hours without a folder (gaps, or a long
-        backfill) cost nothing.
-        """
-        c = self.config
-        self._stats.polls += 1
-        self._stats.last_poll_time = now
-        resume = self._resume if self._resume is not None else floor_hour(now)
-        day_hours: dict[str, set[str] | None] = {}
-        for hour in hours_to_list(resume=resume, now=now, end=c.end_date):
-            folder = day_dir(c.remote_base_path, c.radar_code, hour)
-            if folder not in day_hours:
-                entries = await client.list_dir(folder)
-                day_hours[folder] = (
-                    None if entries is None else {e.name for e in entries if e.is_dir}
-                )
-            present = day_hours[folder]
-            closed = is_closed(hour, now, c.lookback)
-            if present is not None and f"{hour:%H}" in present:
-                await self._consider(await self._list_hour(client, hour), hour, closed)
-            if closed and self._whole_hour_in_range(hour):
-                self._closed_listed.add(hour)
-        await self._queue_due_retries(now)
-        return True
-
-    def _whole_hour_in_range(self, hour: datetime) -> bool:
-        c = self.config
-        return (c.start_date is None or hour >= c.start_date) and (
-            c.end_date is None or hour + HOUR - timedelta(seconds=1) <= c.end_date
-        )
-
-    async def _persist_coverage(self) -> None:
-        if self._resume is None:
-            return
-        finished = {h for h in self._closed_listed if not self._hour_pending.get(h)}
-        coverage = advance_coverage(self._coverage, self._resume, finished)
-        if coverage == self._coverage or coverage is None:
-            return
-        tracker = self._require_tracker()
-        await asyncio.to_thread(tracker.set_checkpoint, self._checkpoint_key, coverage.format())
-        self._coverage, self._resume = coverage, coverage.through
-        for hour in [h for h in self._closed_listed if h < coverage.through]:
-            self._closed_listed.discard(hour)
-            self._hour_pending.pop(hour, None)
-        horizon = coverage.through - HOUR
-        for name in [n for n, h in self._done.items() if h < horizon]:
-            del self._done[name]
-        for name in [n for n in self._sizes if n not in self._active]:
-            parsed = BufrFileName.try_parse(name)
-            if parsed is None or floor_hour(parsed.time) < horizon:
-                self._sizes.pop(name, None)
-
-    # -- listing --------------------------------------------------------------------------------
-    def _warn_once(self, key: str, message: str, *args: object) -> None:
-        self._stats.ignored_names += 1
-        if key not in self._warned:
-            if len(self._warned) < _MAX_WARNED_NAMES:
-                self._warned.add(key)
-            logger.warning(message, *args)
-
-    async def _list_hour(self, client: FTPClient, hour: datetime) -> list[_Listed]:
-        c = self.config
-        folder = hour_dir(c.remote_base_path, c.radar_code, hour)
-        entries = await client.list_dir(folder)
-        if not entries:
-            return []
-        found: list[_Listed] = []
-        for entry in entries:
-            if not entry.is_dir:
-                continue
-            if not (len(entry.name) == 4 and entry.name.isdigit()):
-                self._warn_once(
-                    f"{folder}/{entry.name!r}",
-                    "ignoring folder %r in %s: not a MMSS folder",
-                    entry.name,
-                    folder,
-                )
-                continue
-            sub = f"{folder}/{entry.name}"
-            for item in await client.list_dir(sub) or []:
-                if item.is_dir:
-                    continue
-                name = self._accept(item.name, sub)
-                if name is not None and in_range(name.time, c.start_date, c.end_date):
-                    found.append((item.name, name, f"{sub}/{item.name}", item.size))
-        return found
-
-    def _accept(self, raw: str, folder: str) -> BufrFileName | None:
-        """The parsed name of a wanted file, or None (hostile or unwanted names are logged)."""
-        c = self.config
-        if any(ch in raw for ch in ("/", "\\", "\x00")) or ".." in raw or raw != raw.strip():
-            self._warn_once(f"{folder}/{raw!r}", "ignoring hostile file name %r in %s", raw, folder)
-            return None
-        parsed = BufrFileName.try_parse(raw)
-        if parsed is None or parsed.name != raw:
-            self._warn_once(
-                f"{folder}/{raw!r}",
-                "ignoring %r in %s: not a <RADAR>_<STRATEGY>_<VOLNR>_<FIELD>_"
-                "<YYYYMMDDTHHMMSSZ>.BUFR file name",
-                raw,
-                folder,
-            )
-            return None
-        if parsed.radar != c.radar_code:
-            logger.debug("skipping %s: radar %s is not %s", raw, parsed.radar, c.radar_code)
-            return None
-        fields = expected_fields(c.volume_types, parsed.strategy, parsed.volume_number)
-        if fields is None or parsed.field not in fields:
-            logger.debug("skipping %s: not in volume_types", raw)
-            return None
-        return parsed
-
-    async def _consider(self, found: list[_Listed], hour: datetime, closed: bool) -> None:
-        """Queue listed files that are not recorded, in progress, backing off or growing."""
-        now_mono = time.monotonic()
-        done, active, not_before = self._done, self._active, self._not_before
-        fresh = [
-            item
-            for item in found
-            if item[0] not in done
-            and item[0] not in active
-            and not_before.get(item[0], 0.0) <= now_mono
-        ]
-        pending = self._hour_pending.setdefault(hour, set())
-        pending.update(k for k, *_ in found if k not in done and k not in self._failed)
-        if not fresh:
-            return
-        rows = await asyncio.to_thread(self._lookup, [k for k, *_ in fresh])
-        now = self._clock()
-        for key, name, remote_path, size in fresh:
-            row = rows.get(key)
-            if row is not None and row.get("status") == "downloaded":
-                self._done[key] = hour
-                pending.discard(key)
-                continue
-            if row is not None and row.get("status") == "failed" and row.get("next_attempt_at"):
-                due = parse_iso(str(row["next_attempt_at"]))
-                if due > now:
-                    self._not_before[key] = now_mono + (due - now).total_seconds()
-                    self._failed.add(key)
-                    pending.discard(key)  # handled: recorded failed, retried from the DB later
-                    continue
-            if not closed:
-                previous = self._sizes.get(key, -1)
-                self._sizes[key] = size
-                if size is not None and previous != size:
-                    continue  # first sighting or still changing: decide at the next poll
-            self._enqueue(_Job(key, name, remote_path, size, hour, closed and size is not None))
-
-    def _lookup(self, names: list[str]) -> dict[str, dict[str, Any]]:
-        tracker = self._require_tracker()
-        rows: dict[str, dict[str, Any]] = {}
-        for name in names:
-            row = tracker.get_download(name)
-            if row is not None:
-                rows[name] = row
-        return rows
-
-    async def _queue_due_retries(self, now: datetime) -> None:
-        tracker, c = self._require_tracker(), self.config
-        rows = await asyncio.to_thread(tracker.downloads_due_for_retry, c.radar_code, now)
-        now_mono = time.monotonic()
-        for row in rows:
-            raw, remote_path = str(row.get("filename", "")), str(row.get("remote_path", ""))
-            parsed = BufrFileName.try_parse(raw)
-            if parsed is None or parsed.name != raw or not remote_path.endswith("/" + raw):
-                logger.warning("ignoring retry row with unusable name or path: %r", raw)
-                continue
-            if raw in self._active or self._not_before.get(raw, 0.0) > now_mono:
-                continue
-            if not in_range(parsed.time, c.start_date, c.end_date):
-                continue
-            self._enqueue(_Job(raw, parsed, remote_path, None, floor_hour(parsed.time)))
-
-    def _enqueue(self, job: _Job) -> None:
-        self._active[job.key] = job
-        self._hour_pending.setdefault(job.hour, set()).add(job.key)
-        self._idle.clear()
-        self._queue.put_nowait(job)
-
-    def _release(self, job: _Job) -> None:
-        self._active.pop(job.key, None)
-        if not self._active:
-            self._idle.set()
-
-    def _handled(self, job: _Job) -> None:
-        """The file is recorded (downloaded or failed): it no longer holds its hour open."""
-        pending = self._hour_pending.get(job.hour)
-        if pending is not None:
-            pending.discard(job.key)
-        self._release(job)
-
-    # -- downloading ----------------------------------------------------------------------------
-    async def _worker(self, index: int) -> None:
-        client: FTPClient | None = None
-        last_used = 0.0
-        try:
-            while True:
-                job = await self._queue.get()
-                try:
-                    if client is not None and (
-                        not client.connected
-                        or time.monotonic() - last_used > _IDLE_RECONNECT_SECONDS
-                    ):
-                        client.abort()
-                        client = None
-                    if client is None:
-                        client = await self._connect(f"download worker {index}")
-                    await self._download(client, job)
-                except _Deferred as why:
-                    logger.info("%s: %s; leaving it for the next poll", job.key, why)
-                    self._stats.deferred_growing += 1
-                    self._release(job)
-                except FTPAuthError:
+            except FTPAuthError as exc:
+                if not self._logged_in:
                     raise
-                except (TransportError, OSError) as exc:
-                    await self._failed_attempt(job, exc)
-                finally:
-                    last_used = time.monotonic()
-                    self._queue.task_done()
-        finally:
-            if client is not None:
-                client.abort()
+                problem: TransportError = SessionLimitError(str(exc))  # worked before: a limit
+            except TransportError as exc:
+                problem = exc
+            else:
+                self._logged_in = True
+                if attempt:
+                    logger.info("%s: connected to %s again", role, self.config.host)
+                    self._reconnected.set()  # wake the others: the server is back
+                    self._reconnected = asyncio.Event()
+                return client
+            if isinstance(problem, SessionLimitError) and role != "scanner":
+                raise problem
+            attempt += 1
+            self._stats.reconnects += 1
+            cap = min(_RECONNECT_CAP, max(2 * self.config.poll_interval, 1.0))
+            delay = _backoff(max(self.config.retry_backoff, 0.1), attempt, cap)
+            level = logging.WARNING if attempt in (1, 5) or attempt % 20 == 0 else logging.DEBUG
+            logger.log(
+                level, "%s: %s; retrying in %.1f s (attempt %d)", role, problem, delay, attempt
+            )
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._reconnected.wait(), delay)
 
-    def _local_folder(self, name: BufrFileName) -> Path:
-        """The (created, resolved) folder of a file; refuses one outside the download folder."""
-        key = f"{name.radar}/{name.time:%Y/%m/%d}" if self.config.local_layout == "date" else ""
+    @contextlib.asynccontextmanager
+    async def _session_slot(self) -> AsyncIterator[None]:
+        """Hold one of the worker connections the server currently allows."""
+        async with self._budget:
+            while not self._may_open():  # re-checked now and then: the limit is probed upward
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._budget.wait(), 5.0)
+            self._sessions += 1
+        try:
+            yield
+        finally:
+            async with self._budget:
+                self._sessions -= 1
+                self._budget.notify_all()
+
+    def _may_open(self) -> bool:
+        limited = self._limited_at
+        loop = asyncio.get_running_loop()
+        if limited is not None and loop.time() - limited > _SESSION_PROBE:
+            self._limit = min(self._limit + 1, self.config.max_concurrent_downloads)
+            full = self._limit == self.config.max_concurrent_downloads
+            self._limited_at = None if full else loop.time()
+        return self._sessions < self._limit
+
+    def _session_refused(self, exc: SessionLimitError) -> None:
+        limit = max(1, self._sessions - 1)
+        if limit < self._limit:
+            logger.warning(
+                "%s; downloading with %d connection(s) for now (tried %d)",
+                exc,
+                limit,
+                self._limit,
+            )
+            self._limit = limit
+        self._limited_at = asyncio.get_running_loop().time()
+
+    # -- workers --------------------------------------------------------------------------------
+    async def _worker(self, index: int) -> None:
+        """Take files from the queue and fetch them over one connection of this worker's own."""
+        role = f"download worker {index}"
+        while True:
+            async with self._session_slot():
+                client: FTPClient | None = None
+                idle_since = 0.0
+                try:
+                    while True:
+                        job = await self._queue.get()
+                        handed_on = False
+                        try:
+                            loop_time = asyncio.get_running_loop().time()
+                            if client is not None and loop_time - idle_since > _IDLE_RECONNECT:
+                                client.abort()
+                            if client is None or not client.connected:
+                                try:
+                                    client = await self._connect(role)
+                                except SessionLimitError as exc:
+                                    self._session_refused(exc)
+                                    await self._failed(job, exc, counted=False, delay=0.0)
+                                    break  # wait for a session slot again
+                            handed_on = await self._fetch(client, job)
+                        finally:
+                            idle_since = asyncio.get_running_loop().time()
+                            if not handed_on:
+                                self._done_with(job)
+                finally:
+                    if client is not None:
+                        client.abort()
+
+    def _done_with(self, job: _Job) -> None:
+        self._inflight.discard(job.remote.name)
+        self._queue.task_done()
+        if self._queue.empty():
+            self._wake.set()
+
+    async def _fetch(self, client: FTPClient, job: _Job) -> bool:
+        """Fetch one file; True when its bytes are in and a finisher took it over (the
+        connection is free for the next file meanwhile). Only cancellation raises."""
+        c = self.config
+        try:
+            final = await asyncio.to_thread(self._final_path, job.name)
+            received = await receive_file(
+                client, job.remote, final, max_size=c.max_file_size, resume=c.resume_partial
+            )
+            if isinstance(received, Fetched):  # rejected on its size
+                await self._record(job, received, final)
+                return False
+            await self._finish_slots.acquire()
+            task = asyncio.create_task(self._finish(job, received))
+            self._finishing.add(task)
+            task.add_done_callback(self._finishing.discard)
+            return True
+        except Interrupted as exc:  # the bytes so far are kept for a resume
+            with contextlib.suppress(StateError):
+                await asyncio.to_thread(
+                    self._db().record_remote_partial,
+                    job.remote.name,
+                    exc.part_size,
+                    exc.part_sha256,
+                )
+            await self._failed(job, exc, counted=False, delay=0.0)
+        except (RemoteFileError, _UnsafePath) as exc:  # this file's own problem: an attempt
+            await self._failed(job, exc, counted=True)
+        except TransportError as exc:  # the connection: not the file's fault; others take it
+            client.abort()
+            await self._failed(job, exc, counted=False, delay=0.0)
+        except (OSError, StateError) as exc:  # our disk or database (full, read-only): later
+            await self._failed(job, exc, counted=False)
+        return False
+
+    async def _finish(self, job: _Job, received: Received) -> None:
+        """Make a received file durable and whole (a worker thread), then record it."""
+        try:
+            outcome = await asyncio.shield(asyncio.to_thread(received.finish))
+            await self._record(job, outcome, received.final)
+        except (OSError, StateError) as exc:  # our disk or database: later, no attempt spent
+            await self._failed(job, exc, counted=False)
+        finally:
+            self._finish_slots.release()
+            self._done_with(job)
+
+    def _final_path(self, name: BufrFileName) -> Path:
+        """The file's final local path, its folder created; never outside the download folder.
+
+        With a dated ``local_download_dir`` the folder is the template filled with the file's
+        observation time (UTC), under the download root.
+        """
         folder = self._root
-        if key:
-            t = name.time
-            folder = folder / name.radar / f"{t:%Y}" / f"{t:%m}" / f"{t:%d}"
+        if self._dated is not None:
+            folder = folder / dated_folder(self._dated, name.time)
+        elif self.config.local_layout == "date":
+            folder = folder / name.radar / f"{name.time:%Y}" / f"{name.time:%m}" / f"{name.time:%d}"
         for _ in range(2):  # checked before mkdir (nothing made outside) and after it
             resolved = folder.resolve()
             if not resolved.is_relative_to(self._root):
-                raise TransportError(f"{name}: local folder {resolved} is outside {self._root}")
+                raise _UnsafePath(f"{name}: local folder {resolved} is outside {self._root}")
             folder.mkdir(parents=True, exist_ok=True)
-        self._folders[key] = resolved
-        return resolved
+        return resolved / name.name
 
-    async def _local_path(self, job: _Job) -> Path:
-        """The final local path: a plain file name (as the parser guarantees) in its folder."""
-        if job.key in ("", ".", "..") or any(c in job.key for c in "/\\\x00"):
-            raise TransportError(f"{job.key!r}: not a plain file name")
-        name = job.name
-        key = f"{name.radar}/{name.time:%Y/%m/%d}" if self.config.local_layout == "date" else ""
-        folder = self._folders.get(key)
-        if folder is None:  # first file of a folder: mkdir and resolve, off the event loop
-            folder = await asyncio.to_thread(self._local_folder, name)
-        return folder / job.key
-
-    async def _download(self, client: FTPClient, job: _Job) -> None:
-        c = self.config
-        final = await self._local_path(job)
-        temp = final.with_name(f".{job.key}.part")
-        expected = job.size
-        if expected is None:
-            expected = await client.size(job.remote_path)
-            if expected is None:
-                raise TransportError(f"{job.remote_path}: no longer on the server")
-        self._temps.add(temp)
-        try:
-            fetched = await client.fetch(
-                job.remote_path, temp, resume=c.resume_partial, checksum=c.verify_checksums
-            )
-        except asyncio.CancelledError:
-            await asyncio.to_thread(temp.unlink, missing_ok=True)
-            self._temps.discard(temp)
-            raise
-        except TransportError:
-            if not c.resume_partial:
-                await asyncio.to_thread(temp.unlink, missing_ok=True)
-                self._temps.discard(temp)
-            raise
-        if fetched.resumed_from:
-            self._stats.resumed_transfers += 1
-        # an open hour may still be uploading: ask again (SIZE after == SIZE/listing before);
-        # in a closed hour the listed size is final and the received size must equal it
-        after = await client.size(job.remote_path) if not job.closed else expected
-        if fetched.size != expected or after != fetched.size:
-            await asyncio.to_thread(_discard, fetched, temp)
-            self._temps.discard(temp)
-            if after is not None and after != expected:
-                self._sizes[job.key] = after
-                raise _Deferred(f"size changed on the server ({expected} -> {after} bytes)")
-            raise TransportError(
-                f"{job.remote_path}: received {fetched.size} bytes, server says {after}"
-            )
-        # The bytes are in and counted: the slot is free for the next transfer while the
-        # finisher settles this file, makes it durable and records it (bounded queue:
-        # back-pressure).
-        await self._finishing.put(_Received(job, temp, final, fetched))
-        if not self._gathering(1):  # a gathering finisher holds one file: the burst is due
-            self._finish_now.set()
-
-    # -- finishing: make durable, rename, record ------------------------------------------------
-    async def _finisher(self) -> None:
-        """Make received files durable and record them, a burst at a time in one thread hop.
-
-        A file is recorded only after it is durable (its fsync, or the ``syncfs`` of its burst:
-        :func:`~radarlib.durability.sync_files`), its rename and the fsync of its folder,
-        the burst in one :meth:`SQLiteStateTracker.mark_downloaded_many` transaction, so a
-        crash at any point leaves either no row or a row for a complete, durable file. The
-        finisher lets files gather for up to ``_FINISH_GATHER_SECONDS`` first (not when no
-        other file is in flight, nor beyond a full burst): one folder fsync and one commit
-        then serve several files, so fewer journal commits stall the transfers' own writes.
-        """
-        # a thread of its own: a slow disk delays this daemon's recording, never the
-        # default executor that the other daemons of the process need
-        finishing = ThreadPoolExecutor(1, thread_name_prefix="ftp-finish")
-        try:
-            await self._finish_bursts(finishing)
-        finally:
-            finishing.shutdown(wait=False)
-
-    async def _finish_bursts(self, finishing: ThreadPoolExecutor) -> None:
-        queue, more, loop = self._finishing, self._finish_now, asyncio.get_running_loop()
-        while True:
-            batch = [await queue.get()]
-            try:
-                deadline = loop.time() + _FINISH_GATHER_SECONDS
-                while self._gathering(len(batch)) and (wait := deadline - loop.time()) > 0:
-                    more.clear()
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(more.wait(), wait)
-                while not queue.empty():
-                    batch.append(queue.get_nowait())
-                try:
-                    outcomes = await asyncio.shield(
-                        loop.run_in_executor(finishing, self._finish_sync, batch)
-                    )
-                except Exception as exc:  # unexpected: every file of the burst is retried
-                    logger.error("finishing %d received files failed: %s", len(batch), exc)
-                    outcomes = [exc] * len(batch)
-                for item, outcome in zip(batch, outcomes, strict=True):
-                    if isinstance(outcome, BaseException):
-                        self._temps.discard(item.temp)
-                        await self._failed_attempt(item.job, outcome)
-                    else:
-                        self._finished(item, outcome)
-                if any(o and not isinstance(o, BaseException) for o in outcomes):
-                    announce_ready(self.config.state_db)  # once per burst
-            finally:
-                for _ in batch:
-                    queue.task_done()
-
-    def _gathering(self, taken: int) -> bool:
-        """True while a burst should wait for more: not full, and more files are coming."""
-        waiting = self._finishing.qsize() + taken
-        return waiting < self._finish_batch and len(self._active) > waiting
-
-    def _finish_sync(self, batch: list[_Received]) -> list[list[str] | BaseException]:
-        """Settle the files, make them durable, rename them, sync the folders, record the rows.
-
-        Runs in the finisher thread. Settling waits for each file's receiving thread (its
-        last blocks written, its sha256 known); a file whose writing failed is a failed
-        attempt.
-
-        :func:`~radarlib.durability.sync_files` makes the burst durable with one journal
-        commit where it can (``syncfs``), else fsyncs its files side by side.
-        """
-        outcomes: list[list[str] | BaseException] = []
-        renamed: list[tuple[_Received, Transfer]] = []
-        settled: list[Transfer | OSError] = []
-        for item in batch:  # written and hashed (by now, or a moment from now)
-            try:
-                settled.append(item.fetched.settle())
-            except OSError as exc:
-                settled.append(exc)
-        pairs = list(zip(batch, settled, strict=True))
-        synced = iter(sync_files([item.temp for item, t in pairs if isinstance(t, Transfer)]))
-        for item, transfer in pairs:
-            try:
-                if not isinstance(transfer, Transfer):
-                    raise transfer
-                error = next(synced)
-                if error is not None:
-                    raise error
-                os.replace(item.temp, item.final)
-            except OSError as exc:
-                with contextlib.suppress(OSError):
-                    item.temp.unlink(missing_ok=True)
-                outcomes.append(exc)
-            else:
-                renamed.append((item, transfer))
-                outcomes.append([])
-        for folder in {item.final.parent for item, _ in renamed}:
-            sync_folder(folder)
-        tracker, types = self._require_tracker(), self.config.volume_types
-        records: list[DownloadedFile] = []
-        for item, transfer in renamed:
-            name = item.job.name
-            fields = expected_fields(types, name.strategy, name.volume_number)
-            records.append(
-                DownloadedFile(
-                    item.job.key,
-                    item.job.remote_path,
-                    str(item.final),
-                    transfer.size,
-                    transfer.sha256,
-                    list(fields) if fields else None,
-                )
-            )
-        try:  # one transaction for the burst
-            ready = iter(tracker.mark_downloaded_many(records))
-        except Exception as exc:  # failed attempts; the files are downloaded again later
-            return [o if isinstance(o, BaseException) else exc for o in outcomes]
-        return [o if isinstance(o, BaseException) else next(ready) for o in outcomes]
-
-    def _finished(self, item: _Received, ready: list[str]) -> None:
-        """Bookkeeping after a file was recorded (the finisher announces ready volumes)."""
-        job, key = item.job, item.job.key
-        self._temps.discard(item.temp)
-        self._stats.files_downloaded += 1
-        self._stats.bytes_downloaded += item.fetched.size
-        self._attempts.pop(key, None)
-        self._not_before.pop(key, None)
-        self._failed.discard(key)
-        self._done[key] = job.hour
-        self._handled(job)
-        logger.debug("downloaded %s (%d bytes)", key, item.fetched.size)
-        if ready:
-            logger.info("volume(s) ready: %s", ", ".join(ready))
-
-    async def _drain_finisher(self) -> None:
-        """Let every received file be recorded (or dropped) before the finisher stops."""
-        task, self._finisher_task = self._finisher_task, None
-        if task is None:
-            return
-        if not task.done():
-            waiter = asyncio.ensure_future(self._finishing.join())
-            await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            task.cancel()
-        await asyncio.wait({task})
-
-    async def _failed_attempt(self, job: _Job, exc: BaseException) -> None:
-        """Count a failed attempt: back off and retry, or record it failed after max_attempts."""
-        c, key = self.config, job.key
-        attempts = self._attempts.get(key, 0) + 1
-        self._attempts[key] = attempts
-        if attempts < c.max_attempts:
-            delay = _backoff(c.retry_backoff, attempts, c.failed_retry_interval)
-            self._stats.retries += 1
-            logger.info("%s: attempt %d failed (%s); retrying in %.1f s", key, attempts, exc, delay)
-            task = asyncio.create_task(self._requeue_later(job, delay), name=f"requeue:{key}")
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-            return
-        next_at = self._clock() + timedelta(seconds=c.failed_retry_interval)
-        try:
-            await asyncio.to_thread(
-                self._require_tracker().mark_download_failed,
+    async def _record(self, job: _Job, outcome: Fetched, final: Path) -> None:
+        """Write a fetch's outcome to the state database (a whole file: its rows at once)."""
+        c, db, key = self.config, self._db(), job.remote.name
+        if outcome.kind == "complete":
+            fields = expected_fields(c.volume_types, job.name.strategy, job.name.volume_number)
+            record = DownloadedFile(
                 key,
-                job.remote_path,
-                f"{type(exc).__name__}: {exc}",
-                next_attempt_at=next_at,
+                job.remote.remote_path,
+                str(final),
+                outcome.size,
+                outcome.sha256 if c.verify_checksums else None,
+                list(fields) if fields else None,
             )
-        except Exception as record_error:  # keep the daemon alive
-            logger.error("%s: could not record the failure: %s", key, record_error)
-        self._stats.failures += 1
-        self._failed.add(key)
-        self._not_before[key] = time.monotonic() + c.failed_retry_interval
-        logger.warning(
-            "%s: giving up for now after %d attempts (%s); next try at %s",
-            key,
-            attempts,
-            exc,
-            next_at.isoformat(),
-        )
-        self._handled(job)
+            ready = await asyncio.to_thread(db.record_remote_downloaded, record)
+            self._stats.files_downloaded += 1
+            self._stats.bytes_downloaded += outcome.size
+            self._stats.resumed_transfers += bool(outcome.resumed_from)
+            logger.debug("downloaded %s (%d bytes)", key, outcome.size)
+            if ready:
+                logger.info("volume ready: %s", ", ".join(ready))
+                announce_ready(c.state_db)
+        elif outcome.kind == "short":
+            self._stats.short_files += 1
+            await asyncio.to_thread(db.record_remote_short, key, outcome.size, outcome.reason)
+            logger.info("%s: %s; fetched again when its size changes", key, outcome.reason)
+        else:
+            self._stats.rejected_files += 1
+            await asyncio.to_thread(db.record_remote_rejected, key, outcome.reason)
+            logger.warning("%s: rejected: %s", key, outcome.reason)
 
-    async def _requeue_later(self, job: _Job, delay: float) -> None:
-        await asyncio.sleep(delay)
-        if job.key in self._active:
-            self._queue.put_nowait(job)
+    async def _failed(
+        self, job: _Job, exc: BaseException, *, counted: bool, delay: float | None = None
+    ) -> None:
+        """Record a failed try; the file is due again after ``delay`` (default: its backoff)."""
+        c, key = self.config, job.remote.name
+        attempts = job.remote.attempts + int(counted)
+        if delay is None:
+            delay = (
+                _backoff(c.retry_backoff, attempts or 1, c.failed_retry_interval)
+                if attempts < c.max_attempts
+                else c.failed_retry_interval
+            )
+        retry_at = self._clock() + timedelta(seconds=delay)
+        message = f"{type(exc).__name__}: {exc}"
+        try:
+            attempts = await asyncio.to_thread(
+                self._db().record_remote_failure,
+                key,
+                message,
+                retry_at=retry_at,
+                counted=counted,
+                report_after=c.max_attempts,
+            )
+        except StateError as error:  # the database cannot take it now: the file stays due
+            logger.warning("%s: could not record a failed try (%s)", key, error)
+        if counted and attempts == c.max_attempts:
+            self._stats.failures += 1
+            logger.warning(
+                "%s: %d attempts failed (%s); trying again every %.0f s",
+                key,
+                attempts,
+                message,
+                c.failed_retry_interval,
+            )
+        elif counted and attempts < c.max_attempts:
+            self._stats.retries += 1
+            logger.info(
+                "%s: attempt %d failed (%s); again in %.1f s", key, attempts, message, delay
+            )
+        else:
+            self._stats.retries += not counted
+            logger.debug("%s: not fetched (%s); again in %.1f s", key, message, delay)
+        if delay == 0.0:
+            self._wake.set()
+
+    # -- handing files to the workers -----------------------------------------------------------
+    def _offer(self, files: list[RemoteFile]) -> None:
+        """Queue files not yet queued, while the queue has room (the rest stay due in the DB).
+
+        A run with an end date tries a given-up file (``max_attempts`` reached) once; the
+        continuous daemon goes on at the ``failed_retry_interval`` pace.
+        """
+        once = self._end is not None
+        for remote in files:
+            if remote.name in self._inflight or self._queue.full():
+                continue
+            if once and remote.attempts >= self.config.max_attempts and remote.name in self._tried:
+                continue
+            self._tried.add(remote.name)
+            name = BufrFileName.try_parse(remote.name)
+            if name is None:
+                continue
+            self._inflight.add(remote.name)
+            self._queue.put_nowait(_Job(remote, name))
+
+    async def _feeder(self, start: datetime | None, end: datetime | None) -> None:
+        """Hand due files from the database to the workers: at start, after each poll, when the
+        queue empties, and every second (retries whose time has come). A run with an end
+        date leaves the files it gave up on to the listings (and to the next run)."""
+        radar = self.config.radar_code
+        while True:
+            room = _QUEUE - self._queue.qsize()
+            if room > 0:
+                try:
+                    due = await asyncio.to_thread(
+                        self._db().due_remote_files,
+                        radar,
+                        start=start,
+                        end=end,
+                        limit=room,
+                        exclude=list(self._inflight),
+                    )
+                except StateError as exc:
+                    logger.warning("cannot read the files to fetch: %s", exc)
+                    due = []
+                self._offer(due)
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+
+    # -- listing --------------------------------------------------------------------------------
+    async def _scan_loop(
+        self,
+        lister: RemoteLister,
+        client: FTPClient,
+        start: datetime | None,
+        end: datetime | None,
+        relist: bool,
+    ) -> None:
+        """Poll every ``poll_interval`` seconds (from one poll's start to the next); return
+        once the end date's files are all settled."""
+        c, loop = self.config, asyncio.get_running_loop()
+        while True:
+            began, now = loop.time(), self._clock()
+            try:
+                if not client.connected:
+                    client = await self._connect("scanner")
+                listed_all = await lister.poll(client, now, start, end, relist)
+            except (TransportError, StateError, OSError) as exc:
+                logger.warning("listing %s failed: %s; again at the next poll", c.radar_code, exc)
+                client.abort()
+                listed_all = False
+            finally:
+                self._stats.skipped_listing_lines += client.skipped_lines
+                client.skipped_lines = 0
+            self._wake.set()
+            if listed_all:  # all listed: wait for the queue to empty (or a poll), not a poll
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._queue.join(), c.poll_interval)
+                if await self._settled(start, end):
+                    self._log_end(end)
+                    return
+            await asyncio.sleep(max(0.0, began + c.poll_interval - loop.time()))
+
+    async def _settled(self, start: datetime | None, end: datetime | None) -> bool:
+        """Nothing in ``[start, end]`` still to fetch: no pending file, none failing fewer
+        than ``max_attempts`` times, and the given-up ones tried once in this run."""
+        if self._inflight:
+            return False
+        pending = await asyncio.to_thread(
+            self._db().unsettled_remote_files,
+            self.config.radar_code,
+            start=start,
+            end=end,
+            max_attempts=self.config.max_attempts,
+        )
+        if pending:
+            return False
+        due = await asyncio.to_thread(
+            self._db().due_remote_files, self.config.radar_code, start=start, end=end, limit=1000
+        )
+        return all(r.name in self._tried for r in due)  # given up: tried once in this run
+
+    def _log_end(self, end: datetime | None) -> None:
+        s = self._stats
+        logger.info(
+            "%s done through %s: %d files downloaded, %d given up for now, %d short, %d rejected",
+            self.config.radar_code,
+            end.isoformat() if end else "now",
+            s.files_downloaded,
+            s.failures,
+            s.short_files,
+            s.rejected_files,
+        )

@@ -11,8 +11,8 @@ atomically and convert them in worker processes (:mod:`radarlib.pipeline.workers
 record ``completed`` or a retry / ``failed``. It sleeps until the download daemon announces
 a ready volume (same process), a conversion frees a slot, ``stop()``, or ``poll_interval``.
 The daemon only schedules and records; :func:`radarlib.convert.convert_volume` converts.
-Workers are started with ``spawn``: a script that runs the daemon must guard its entry point
-with ``if __name__ == "__main__":`` (as :mod:`multiprocessing` requires). With
+Workers are fresh ``python -m radarlib.pipeline.worker`` processes that never import the
+caller's script, so a script may end with a bare ``asyncio.run(...)``. With
 ``executor="dask"`` the conversions run on a Dask.distributed cluster instead
 (:mod:`radarlib.pipeline.dask_pool`); claims, retries and recovery stay the same.
 """
@@ -25,6 +25,7 @@ import importlib.util
 import logging
 import os
 import re
+import shlex
 import socket
 import time
 import traceback
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from radarlib.archive import base_folder, dated_folder, is_dated, recent_folders
 from radarlib.checks import check_bool, check_integer, check_number
-from radarlib.errors import ConfigError
+from radarlib.errors import ConfigError, RadarlibError, StateError, UnknownVolumeError
 from radarlib.filename import format_iso, parse_iso
 from radarlib.pipeline.workers import (
     DEFAULT_CONVERTER,
@@ -50,7 +51,7 @@ from radarlib.pipeline.workers import (
 )
 from radarlib.state.events import wait_for_ready
 from radarlib.state.ops_rows import record_conversion_seconds
-from radarlib.volume_types import VolumeTypes, validate_volume_types
+from radarlib.volume_types import VolumeTypes, validate_volume_types, volume_type_warnings
 
 if TYPE_CHECKING:
     from radarlib.state.sqlite import SQLiteStateTracker
@@ -111,6 +112,10 @@ class ProcessingDaemonConfig:
     executor: Literal["processes", "dask"] = "processes"
     #: the Dask scheduler address (``tcp://host:8786``); required with ``executor="dask"``
     dask_scheduler: str | None = None
+    #: a field file that cannot be decoded: "drop" writes the volume with its good fields
+    #: (the bad one is recorded, and the volume rewritten when a new copy arrives); "fail"
+    #: fails the whole volume
+    on_bad_field: Literal["drop", "fail"] = "drop"
 
     def __post_init__(self) -> None:
         for key in ("local_bufr_dir", "local_netcdf_dir", "state_db"):
@@ -136,6 +141,10 @@ class ProcessingDaemonConfig:
         _positive("stale_claim_seconds", self.stale_claim_seconds)
         if not isinstance(self.worker_id, str) or not self.worker_id.strip():
             raise ConfigError("worker_id", f"must be a non-empty string, got {self.worker_id!r}")
+        if self.on_bad_field not in ("drop", "fail"):
+            raise ConfigError(
+                "on_bad_field", f"must be 'drop' or 'fail', got {self.on_bad_field!r}"
+            )
         self._check_executor()
 
     def _check_executor(self) -> None:
@@ -246,7 +255,12 @@ class ProcessingDaemon:
             "volumes_allowed_incomplete": 0,
             "volumes_released": 0,
             "claims_recovered": 0,
+            "transient_failures": 0,
+            "fields_dropped": 0,
+            "volumes_repaired": 0,
         }
+        self._unrecorded: dict[str, tuple[Mapping[str, Any], ConversionOutcome]] = {}
+        self._warned_fields: set[str] = set()
         self._db_stats: dict[str, Any] = {}
         self._last_poll: str | None = None
 
@@ -350,8 +364,17 @@ class ProcessingDaemon:
         base_folder(self.config.local_netcdf_dir).mkdir(parents=True, exist_ok=True)
         self.config.state_db.parent.mkdir(parents=True, exist_ok=True)
         self._tracker = SQLiteStateTracker(self.config.state_db)
+        self._report_config_problems()
         self._recover(at_start=True)
         self._remove_orphan_temp_files()
+
+    def _report_config_problems(self) -> None:
+        """Warn about volume_types fields no radar produces, and record them for ``status``."""
+        tracker, radar = self._db(), self.config.radar
+        tracker.clear_problems(radar, "config")
+        for message in volume_type_warnings(self.config.volume_types):
+            log.warning("configuration: %s", message, extra={"radar": radar})
+            tracker.record_problem(radar, "config", message.split(":", 1)[0], message)
 
     def _remove_orphan_temp_files(self) -> None:
         """Delete temporary NetCDF files whose writer process is dead (a killed conversion).
@@ -432,6 +455,8 @@ class ProcessingDaemon:
         now = self._clock()
         self._last_poll = format_iso(now)
         try:
+            if self._unrecorded:
+                await asyncio.to_thread(self._record_pending_outcomes)
             await asyncio.to_thread(self._sync_and_apply_policy, now)
             slots = self.config.max_concurrent_processing - len(self._in_flight)
             stopping = self._stop_event is not None and self._stop_event.is_set()
@@ -449,12 +474,14 @@ class ProcessingDaemon:
                         self._convert_one(row), name=f"convert {volume_id}"
                     )
             self._db_stats = await asyncio.to_thread(self._query_db_stats, None)
-        except Exception:
-            log.exception(
-                "processing cycle for radar %s failed; retrying next poll",
+        except Exception as exc:  # e.g. a locked or full database: transient, try next poll
+            log.error(
+                "processing cycle for radar %s failed; retrying next poll: %s",
                 self.config.radar,
+                exc if isinstance(exc, RadarlibError) else repr(exc),
                 extra={"radar": self.config.radar},
             )
+            log.debug("traceback of the failed cycle", exc_info=True)
 
     def _sync_and_apply_policy(self, now: datetime) -> None:
         """Blocking part of a cycle: register new files' volumes, time out incomplete ones."""
@@ -469,6 +496,13 @@ class ProcessingDaemon:
                     volume_id,
                     extra={"volume_id": volume_id, "radar": radar},
                 )
+        for volume_id in tracker.requeue_repaired_volumes(radar):
+            self._counters["volumes_repaired"] += 1
+            log.info(
+                "volume %s: a new copy of a field left out was downloaded; rewriting the volume",
+                volume_id,
+                extra={"volume_id": volume_id, "radar": radar},
+            )
         cutoff = now - timedelta(hours=self.config.incomplete_timeout_hours)
         for row in tracker.get_incomplete_volumes(older_than=cutoff, radar_code=radar):
             if row.get("status") != "pending" or row.get("process_incomplete"):
@@ -558,6 +592,7 @@ class ProcessingDaemon:
             files.append(str(path))
         if not files:
             raise FileNotFoundError(f"{volume_id}: no downloaded BUFR files are recorded")
+        self._warn_unknown_fields(files)
         expected = _fields(row.get("expected_fields")) or None
         return ConversionJob(
             volume_id=volume_id,
@@ -569,6 +604,7 @@ class ProcessingDaemon:
             if self.config.root_resources is None
             else str(self.config.root_resources),
             converter=self._converter,
+            on_bad_field=self.config.on_bad_field,
         )
 
     def _netcdf_folder(self, row: Mapping[str, Any]) -> Path:
@@ -579,6 +615,27 @@ class ProcessingDaemon:
         dated = dated_folder(folder, parse_iso(str(row["observation_datetime"])))
         dated.mkdir(parents=True, exist_ok=True)
         return dated
+
+    def _warn_unknown_fields(self, files: list[str]) -> None:
+        """Warn once per field name that is not in the ODIM vocabulary (and record it)."""
+        from radarlib.filename import BufrFileName
+        from radarlib.vocabulary import FIELD_VOCABULARY
+
+        for name in files:
+            parsed = BufrFileName.try_parse(Path(name).name)
+            if parsed is None or parsed.field in FIELD_VOCABULARY:
+                continue
+            if parsed.field in self._warned_fields:
+                continue
+            self._warned_fields.add(parsed.field)
+            message = (
+                f"file {parsed.name} has field {parsed.field!r}, which is not a field radarlib "
+                f"knows ({', '.join(sorted(FIELD_VOCABULARY))}): it is written with units "
+                f"'unknown'; check volume_types and the radar's output"
+            )
+            log.warning("%s", message, extra={"radar": self.config.radar})
+            with contextlib.suppress(Exception):
+                self._db().record_problem(self.config.radar, "unknown_field", parsed.field, message)
 
     async def _convert_one(self, row: Mapping[str, Any]) -> None:
         volume_id = str(row["volume_id"])
@@ -607,7 +664,11 @@ class ProcessingDaemon:
                 return
             except WorkerDiedError as exc:
                 outcome = ConversionOutcome(
-                    volume_id, ok=False, error_type="WorkerDiedError", error=str(exc)
+                    volume_id,
+                    ok=False,
+                    error_type="WorkerDiedError",
+                    error=str(exc),
+                    transient=exc.killed_from_outside,  # OOM killer, an operator: not the data
                 )
             except Exception as exc:
                 outcome = ConversionOutcome(
@@ -620,10 +681,15 @@ class ProcessingDaemon:
             self._recording.add(volume_id)
             try:
                 await asyncio.shield(asyncio.to_thread(self._record, row, outcome))
-            except Exception:  # e.g. the claim was recovered by another daemon meanwhile
-                log.exception(
-                    "volume %s: could not record the outcome of its conversion",
+            except UnknownVolumeError:
+                log.error("volume %s: no longer in the database; outcome dropped", volume_id)
+            except StateError as exc:  # e.g. the database's disk is full: try again later
+                self._unrecorded[volume_id] = (row, outcome)
+                log.error(
+                    "volume %s: could not record the outcome of its conversion (%s); will try "
+                    "again each poll",
                     volume_id,
+                    exc,
                     extra=extra,
                 )
         finally:
@@ -654,6 +720,7 @@ class ProcessingDaemon:
                 self.worker_id,
                 outcome.netcdf_path,
                 missing_fields=outcome.missing_fields,
+                bad_fields=outcome.bad_fields,
             )
             with contextlib.suppress(Exception):  # for the metrics only; never fails a volume
                 record_conversion_seconds(tracker, volume_id, outcome.seconds)
@@ -667,42 +734,91 @@ class ProcessingDaemon:
                 note,
                 extra=extra,
             )
+            for field_name, _, error in outcome.bad_fields:
+                self._counters["fields_dropped"] += 1
+                log.warning(
+                    "volume %s: field %s left out (on_bad_field = 'drop'); the volume is "
+                    "rewritten when a new copy of the file is downloaded: %s",
+                    volume_id,
+                    field_name,
+                    error,
+                    extra=extra,
+                )
             for warning in outcome.warnings:
                 log.warning("volume %s: %s", volume_id, warning, extra=extra)
             return
-        attempts = int(row.get("attempts") or 1)
         message = outcome.error_message
         if volume_id not in message:
             message = f"{volume_id}: {message}"
+        if outcome.error_traceback:
+            log.debug(
+                "volume %s: traceback of the failure:\n%s",
+                volume_id,
+                outcome.error_traceback,
+                extra=extra,
+            )
+        if outcome.transient:
+            retry_at = self._clock() + self.config.retry_delay(1)
+            tracker.defer_volume(volume_id, self.worker_id, message, retry_at=retry_at)
+            self._counters["transient_failures"] += 1
+            log.error(
+                "volume %s: not converted, not the volume's fault (attempt not counted); retry "
+                "at %s: %s",
+                volume_id,
+                format_iso(retry_at),
+                message,
+                extra=extra,
+            )
+            return
+        attempts = min(int(row.get("attempts") or 1), self.config.max_attempts)
         self._counters["conversion_errors"] += 1
-        detail = f"\n{outcome.error_traceback}" if outcome.error_traceback else ""
         if attempts < self.config.max_attempts:
             retry_at = self._clock() + self.config.retry_delay(attempts)
             tracker.fail_volume(volume_id, self.worker_id, message, retry_at=retry_at)
             self._counters["retries_scheduled"] += 1
             log.error(
-                "volume %s: conversion failed (attempt %d of %d), retry at %s: %s%s",
+                "volume %s: conversion failed (attempt %d of %d), retry at %s: %s",
                 volume_id,
                 attempts,
                 self.config.max_attempts,
                 format_iso(retry_at),
                 message,
-                detail,
                 extra=extra,
             )
         else:
             tracker.fail_volume(volume_id, self.worker_id, message, retry_at=None)
             self._counters["volumes_failed"] += 1
             log.error(
-                "volume %s: conversion failed after %d attempts, marked failed (reset with "
-                "mark_volume_processing(%r, 'pending')): %s%s",
+                "volume %s: conversion failed after %d attempts, marked failed; once the cause "
+                "is fixed, retry it with: radarlib reprocess --status failed --volume %s "
+                "--db %s: %s",
                 volume_id,
                 attempts,
                 volume_id,
+                shlex.quote(str(self.config.state_db)),
                 message,
-                detail,
                 extra=extra,
             )
+
+    def _record_pending_outcomes(self) -> None:
+        """Record outcomes that could not be written before (e.g. the database's disk was full)."""
+        for volume_id, (row, outcome) in list(self._unrecorded.items()):
+            try:
+                self._record(row, outcome)
+            except UnknownVolumeError:
+                del self._unrecorded[volume_id]
+            except StateError as exc:
+                if "not claimed" in str(exc):  # recovered meanwhile: it is pending again
+                    del self._unrecorded[volume_id]
+                    continue
+                raise
+            else:
+                del self._unrecorded[volume_id]
+                log.info(
+                    "volume %s: outcome recorded after the database recovered",
+                    volume_id,
+                    extra={"volume_id": volume_id, "radar": self.config.radar},
+                )
 
     # ------------------------------------------------------------------ shutdown
 
@@ -732,6 +848,9 @@ class ProcessingDaemon:
         rest = [t for t in tasks.values() if not t.done()]
         if rest:
             await asyncio.gather(*rest, return_exceptions=True)
+        if self._unrecorded:  # last chance; else recovered at the next start (not counted)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._record_pending_outcomes)
         for volume_id in abandoned:
             try:
                 await asyncio.to_thread(self._db().release_volume, volume_id, self.worker_id)

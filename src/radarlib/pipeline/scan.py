@@ -15,6 +15,7 @@ instead of re-listing history.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -24,6 +25,7 @@ from radarlib.filename import format_iso, parse_iso
 __all__ = [
     "HOUR",
     "Coverage",
+    "RescanCursor",
     "advance_coverage",
     "day_dir",
     "floor_hour",
@@ -157,3 +159,58 @@ def advance_coverage(
     if coverage is not None and floor_hour(resume) <= coverage.first <= through:
         return Coverage(floor_hour(resume), max(through, coverage.through))
     return Coverage(floor_hour(resume), through)
+
+
+@dataclass(frozen=True)
+class RescanCursor:
+    """Where the deep rescan stands: the next (older) hour to list, and when its pass began.
+
+    A pass walks from the newest hour the regular polls no longer list back to
+    ``now - days``, a slice per poll, sized so that one pass takes about ``interval``
+    seconds; the next pass starts ``interval`` after the previous one began.
+    """
+
+    next_hour: datetime | None = None
+    pass_started: datetime | None = None
+
+    def format(self) -> str:
+        """The checkpoint text: ``<ISO next hour or ->/<ISO pass start or ->``."""
+        parts = (self.next_hour, self.pass_started)
+        return "/".join(format_iso(p) if p is not None else "-" for p in parts)
+
+    @classmethod
+    def parse(cls, text: str | None) -> RescanCursor:
+        """The inverse of :meth:`format`; a fresh cursor for a missing or unreadable one."""
+        try:
+            first, _, second = (text or "").partition("/")
+            return cls(
+                parse_iso(first) if first not in ("", "-") else None,
+                parse_iso(second) if second not in ("", "-") else None,
+            )
+        except ValueError:
+            return cls()
+
+    def advance(
+        self, *, now: datetime, newest: datetime, days: float, interval: float, poll: float
+    ) -> tuple[list[datetime], RescanCursor]:
+        """This poll's hours (newest first, from ``newest`` back) and the cursor after them."""
+        oldest = floor_hour(now - timedelta(days=days))
+        newest = floor_hour(newest)
+        if days <= 0 or newest < oldest:
+            return [], self
+        cursor = self
+        due = cursor.pass_started is None or now >= cursor.pass_started + timedelta(
+            seconds=interval
+        )
+        if cursor.next_hour is None:
+            if not due:
+                return [], cursor
+            cursor = RescanCursor(newest, now)
+        total = int((newest - oldest) / HOUR) + 1
+        per_poll = max(1, math.ceil(total * poll / interval))
+        first = min(cursor.next_hour or newest, newest)
+        hours = [first - i * HOUR for i in range(per_poll) if first - i * HOUR >= oldest]
+        following = hours[-1] - HOUR if hours else None
+        if following is not None and following < oldest:
+            following = None
+        return hours, RescanCursor(following, cursor.pass_started)

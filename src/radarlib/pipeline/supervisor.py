@@ -1,8 +1,17 @@
-"""The daemons of the enabled radars of a config, run together on one event loop.
+"""The daemons of the enabled radars of a config, run together on one event loop, failing whole.
 
 :class:`Pipeline` builds one download daemon and one processing daemon per radar from a
 :class:`~radarlib.config.Config`; :func:`run_pipeline` runs it with SIGINT/SIGTERM handled.
 ``radarlib run`` and ``radarlib demo`` both use them.
+
+Each daemon retries what is transient inside itself (an unreachable server, a busy or full
+database, a full disk, a lost worker). A daemon whose ``run()`` raises has met something it
+cannot get past (wrong credentials, a missing remote path, a bug): the supervisor then stops
+every other daemon cleanly and :func:`run_pipeline` returns :data:`EXIT_DAEMON_FAILED`, so the
+process ends within seconds instead of running on half-dead (and a service manager can
+restart it). Exit codes: :data:`EXIT_OK` 0 (stopped by a signal or every daemon finished),
+:data:`EXIT_DAEMON_FAILED` 1, :data:`EXIT_CONFIG` 2 (``radarlib run`` refuses the config
+before starting anything).
 """
 
 from __future__ import annotations
@@ -19,11 +28,29 @@ from radarlib.config import Config
 from radarlib.errors import ConfigError, RadarlibError
 from radarlib.logsetup import bind_radar
 
-__all__ = ["DaemonTask", "Pipeline", "Role", "run_pipeline"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_DAEMON_FAILED",
+    "EXIT_OK",
+    "DaemonTask",
+    "Pipeline",
+    "Role",
+    "run_pipeline",
+]
+
+#: every daemon stopped cleanly (a signal, or a date-range download that finished)
+EXIT_OK = 0
+#: a daemon ended with an error; the others were stopped
+EXIT_DAEMON_FAILED = 1
+#: the configuration was refused before anything started (restarting will not help)
+EXIT_CONFIG = 2
 
 log = logging.getLogger("radarlib.run")
 
 Role = Literal["download", "processing"]
+
+#: after a failure, the others get their shutdown grace plus this long before being cancelled
+_STOP_MARGIN_SECONDS = 10.0
 
 
 @dataclass
@@ -92,13 +119,14 @@ class Pipeline:
                 entry.error = exc
                 reason = str(exc) if isinstance(exc, RadarlibError) else repr(exc)
                 log.error(
-                    "%s daemon of %s stopped by an error: %s",
+                    "%s daemon of %s stopped by an error: %s; stopping the other daemons",
                     entry.role,
                     entry.radar,
                     reason,
                     exc_info=not isinstance(exc, RadarlibError),
                     extra={"radar": entry.radar},
                 )
+                self.stop()  # never run on half-dead: the process ends, a supervisor restarts it
             else:
                 if not self._stopping:
                     log.info(
@@ -110,15 +138,38 @@ class Pipeline:
 
         for entry in self.daemons:
             entry.task = asyncio.create_task(supervise(entry), name=entry.name)
+        watchdog = asyncio.create_task(self._cancel_if_stuck(), name="stop watchdog")
         log.info(
             "running %s for radar(s) %s",
             " + ".join(sorted({d.role for d in self.daemons})),
             ", ".join(self.radars),
         )
         tasks = [d.task for d in self.daemons if d.task is not None]
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            watchdog.cancel()
         return [d for d in self.daemons if d.error is not None]
+
+    def stop_deadline(self) -> float:
+        """Seconds the daemons get to stop after a failure before they are cancelled."""
+        graces = [
+            float(getattr(d.daemon.config, "shutdown_grace_seconds", 0) or 0)
+            for d in self.daemons
+            if hasattr(d.daemon, "config")
+        ]
+        return max(graces, default=0.0) + _STOP_MARGIN_SECONDS
+
+    async def _cancel_if_stuck(self) -> None:
+        """After a daemon failed, cancel whatever has not stopped by :meth:`stop_deadline`."""
+        while not any(d.error is not None for d in self.daemons):
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(self.stop_deadline())
+        stuck = [d.name for d in self.daemons if d.task is not None and not d.task.done()]
+        if stuck:
+            log.error("daemon(s) %s did not stop in time; cancelling them", ", ".join(stuck))
+            self.cancel()
 
     def stop(self) -> None:
         """Ask every daemon to stop (safe to call more than once, and from signal handlers)."""
@@ -150,7 +201,7 @@ async def run_pipeline(
     handle_signals: bool = True,
     watcher: Callable[[Pipeline], Coroutine[Any, Any, None]] | None = None,
 ) -> int:
-    """Run ``pipeline`` with SIGINT/SIGTERM → stop(); exit code 0 (clean) or 1 (a daemon failed).
+    """Run ``pipeline`` with SIGINT/SIGTERM → stop(); :data:`EXIT_OK` or :data:`EXIT_DAEMON_FAILED`.
 
     ``watcher`` runs beside the daemons (e.g. the demo's progress display) and may call
     ``pipeline.stop()``; it is cancelled when the daemons are done.
@@ -186,6 +237,6 @@ async def run_pipeline(
             loop.remove_signal_handler(signum)
     if failed:
         log.error("stopped; failed daemon(s): %s", ", ".join(d.name for d in failed))
-        return 1
+        return EXIT_DAEMON_FAILED
     log.info("stopped cleanly")
-    return 0
+    return EXIT_OK

@@ -1,13 +1,14 @@
 """The process pool that runs volume conversions away from the event loop, surviving dead workers.
 
 Decoding, Py-ART and NetCDF writing are CPU-bound and may crash; they run in worker
-processes started with the ``spawn`` method (no inherited locks, threads or sockets).
+processes started as ``python -m radarlib.pipeline.worker`` (fresh interpreters that talk over
+pipes and never import the caller's ``__main__``; see :mod:`radarlib.pipeline.worker`).
 
 >>> pool = ConversionPool(max_workers=2)                                # doctest: +SKIP
 >>> outcome = await pool.convert(ConversionJob("RMA1_0315_02_…", files, out_dir))  # doctest: +SKIP
 
-A worker that dies (segfault, ``os._exit``, OOM kill) breaks the executor: the job that
-was running reports :class:`WorkerDiedError` and the next job gets a fresh pool. Every
+A worker that dies (segfault, ``os._exit``, OOM kill) only costs the job it was running,
+which reports :class:`WorkerDiedError`; the next job of that slot gets a fresh process. Every
 other exception raised by the converter comes back as a failed :class:`ConversionOutcome`
 carrying the error's type, text and traceback, so nothing needs to be unpickled that a
 worker could not pickle.
@@ -21,21 +22,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
+import errno
 import importlib
 import logging
-import multiprocessing
 import os
+import pickle
+import shutil
 import signal
 import sys
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from radarlib.pipeline.worker import PARENT_ENV
 
 __all__ = [
     "DEFAULT_CONVERTER",
@@ -55,7 +57,21 @@ DEFAULT_CONVERTER = "radarlib.convert:convert_volume"
 
 
 class WorkerDiedError(RuntimeError):
-    """A worker process died while running a job (the pool was broken and is recreated)."""
+    """A worker process died while running a job (its slot gets a fresh process).
+
+    ``signal_number`` is the signal that ended it, when known: a kill from outside
+    (:data:`EXTERNAL_KILLS`: the OOM killer, an operator, a stop) is not the volume's fault,
+    a crash (SIGSEGV, SIGABRT, an exit status) may be.
+    """
+
+    def __init__(self, message: str, *, signal_number: int | None = None) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number
+
+    @property
+    def killed_from_outside(self) -> bool:
+        """True when a signal sent by someone else ended the worker (transient for the volume)."""
+        return self.signal_number in EXTERNAL_KILLS
 
 
 class ExecutorUnavailableError(RuntimeError):
@@ -73,6 +89,8 @@ class ConversionJob:
     compression_level: int = 4
     root_resources: str | None = None
     converter: str = DEFAULT_CONVERTER
+    #: a field file that cannot be decoded: "fail" the volume or "drop" the field
+    on_bad_field: str = "fail"
 
 
 @dataclass(frozen=True)
@@ -90,6 +108,10 @@ class ConversionOutcome:
     error: str | None = None
     error_traceback: str | None = None
     worker_pid: int = field(default_factory=os.getpid)
+    #: ``(field, file name, error)`` of field files left out of the written volume
+    bad_fields: tuple[tuple[str, str, str], ...] = ()
+    #: the failure came from the surroundings (e.g. a full disk), not from the volume's data
+    transient: bool = False
 
     @property
     def error_message(self) -> str:
@@ -114,7 +136,71 @@ def _convert_options(job: ConversionJob) -> Any:
     from radarlib.convert import ConvertOptions
 
     root = None if job.root_resources is None else Path(job.root_resources)
-    return ConvertOptions(compression_level=job.compression_level, root_resources=root)
+    return ConvertOptions(
+        compression_level=job.compression_level,
+        root_resources=root,
+        on_bad_field=job.on_bad_field,  # type: ignore[arg-type]  # checked by the daemon config
+    )
+
+
+#: errno values that say the output's file system, not the volume, is at fault
+_ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+_HDF_ERROR = "HDF error"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes / contexts (no cycles)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _free_bytes(folder: str) -> int | None:
+    path = Path(folder)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def environment_fault(job: ConversionJob, exc: BaseException) -> str | None:
+    """The true cause when a conversion failed because of its surroundings, else ``None``.
+
+    A full disk shows up as ``ENOSPC`` but also, from netCDF4/HDF5, as ``[Errno 13]
+    Permission denied`` (no room to create the file) or ``RuntimeError: NetCDF: HDF error``
+    (no room for a chunk): when the output folder has less free space than the volume needs
+    (twice its BUFR files plus 1 MiB) such an error is reported as ``No space left on device``
+    with the free space and the writer's own words.
+    """
+    chain = _chain(exc)
+    for error in chain:
+        if isinstance(error, OSError) and error.errno in _ENVIRONMENT_ERRNOS:
+            return (
+                f"[Errno {error.errno}] {os.strerror(error.errno)}: cannot write the NetCDF of "
+                f"{job.volume_id} in {job.output_dir} ({_free_text(job.output_dir)})"
+            )
+    suspicious = any(isinstance(error, OSError) or _HDF_ERROR in str(error) for error in chain)
+    free = _free_bytes(job.output_dir)
+    if not suspicious or free is None:
+        return None
+    need = 2 * sum(Path(f).stat().st_size for f in job.files if Path(f).is_file()) + 2**20
+    if free >= need:
+        return None
+    return (
+        f"[Errno {errno.ENOSPC}] {os.strerror(errno.ENOSPC)}: cannot write the NetCDF of "
+        f"{job.volume_id} in {job.output_dir} ({free} bytes free, about {need} needed; the "
+        f"writer reported {type(exc).__name__}: {exc})"
+    )
+
+
+def _free_text(folder: str) -> str:
+    free = _free_bytes(folder)
+    return "free space unknown" if free is None else f"{free} bytes free"
 
 
 def run_job(job: ConversionJob) -> ConversionOutcome:
@@ -132,13 +218,15 @@ def run_job(job: ConversionJob) -> ConversionOutcome:
             list(job.files), job.output_dir, options=options, expected_fields=job.expected_fields
         )
     except Exception as exc:  # report, never crash the worker: the daemon decides what to do
+        cause = environment_fault(job, exc)
         return ConversionOutcome(
             volume_id=job.volume_id,
             ok=False,
             seconds=time.perf_counter() - started,
-            error_type=type(exc).__name__,
-            error=str(exc) or repr(exc),
+            error_type="OSError" if cause else type(exc).__name__,
+            error=cause or str(exc) or repr(exc),
             error_traceback=traceback.format_exc(),
+            transient=cause is not None,
         )
     return ConversionOutcome(
         volume_id=job.volume_id,
@@ -148,34 +236,15 @@ def run_job(job: ConversionJob) -> ConversionOutcome:
         missing_fields=tuple(result.missing_fields),
         warnings=tuple(getattr(result, "warnings", ())),
         seconds=time.perf_counter() - started,
+        bad_fields=tuple(getattr(result, "bad_fields", ())),
     )
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this worker when its parent dies (no orphaned conversions)."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-
-
-def _init_worker(converter: str) -> None:
-    """Worker start-up: quiet Py-ART, ignore Ctrl-C (the daemon decides), import the converter."""
+def preload_converter(converter: str) -> None:
+    """Import the converter at worker start-up (a broken import is reported per job)."""
     os.environ.setdefault("PYART_QUIET", "1")
-    # No bare stderr output from workers: what a conversion has to say comes back in its
-    # outcome (warnings, error, traceback) and the daemon logs it with the volume id.
-    logging.getLogger("radarlib").addHandler(logging.NullHandler())
-    logging.getLogger("radarlib").propagate = False
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
-    with contextlib.suppress(Exception):  # a broken import is reported per job by run_job
+    with contextlib.suppress(Exception):
         _resolve(converter)
-
-
-def _ping() -> int:
-    return os.getpid()
 
 
 class ConversionExecutor(Protocol):
@@ -202,12 +271,104 @@ class ConversionExecutor(Protocol):
         """Release the workers; ``abandon``: jobs still running must not finish (shutdown)."""
 
 
-class ConversionPool:
-    """``max_workers`` single-process ``spawn`` executors: a dying worker only costs its own job.
+class _Worker:
+    """One worker process of the pool and the pipes to it (one request at a time)."""
 
-    One executor per slot (rather than one executor of ``max_workers`` processes) because a
-    process pool breaks as a whole when one of its workers dies, failing every job in it:
-    here only the job that killed its worker fails, and that slot gets a fresh process.
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.pid = process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+    async def call(self, message: Any) -> Any:
+        """Send one request and wait for its reply; :class:`EOFError` if the worker died."""
+        stdin, stdout = self.process.stdin, self.process.stdout
+        if stdin is None or stdout is None:  # pragma: no cover - always piped
+            raise EOFError("worker without pipes")
+        try:
+            body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+            stdin.write(len(body).to_bytes(8, "big") + body)
+            await stdin.drain()
+            size = int.from_bytes(await stdout.readexactly(8), "big")
+            reply = pickle.loads(await stdout.readexactly(size))  # our own worker
+        except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError) as exc:
+            raise EOFError(f"worker {self.pid} closed its pipes") from exc
+        return reply
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+
+    async def end(self, *, timeout: float = 10.0) -> None:
+        """Close stdin (the worker exits at end of file) and reap it; kill if it lingers."""
+        if self.process.stdin is not None:
+            with contextlib.suppress(Exception):
+                self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), timeout)
+        except asyncio.TimeoutError:
+            self.kill()
+            await self.process.wait()
+        # release the pipes now, on this loop (not when garbage-collected after it closed)
+        transport = getattr(self.process, "_transport", None)
+        if transport is not None:
+            with contextlib.suppress(Exception):
+                transport.close()
+
+
+class _WorkerGone(EOFError):
+    """A worker ended while we waited for its reply: how it ended, and by which signal."""
+
+    def __init__(self, cause: str, signal_number: int | None) -> None:
+        super().__init__(cause)
+        self.signal_number = signal_number
+
+
+def death_cause(returncode: int | None) -> str:
+    """How a worker ended, in words: ``killed by SIGKILL`` or ``exited with status 3``."""
+    if returncode is None:
+        return "closed its pipes"
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-returncode).name}"
+        return f"killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+#: signals that kill a worker from outside (OOM killer, an operator, a stop): not the volume's fault
+EXTERNAL_KILLS = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+
+
+def _site_dirs() -> set[str]:
+    import site
+
+    dirs = [*site.getsitepackages(), site.getusersitepackages()]
+    return {str(Path(d).resolve()) for d in dirs}
+
+
+def _worker_env() -> dict[str, str]:
+    """The worker's environment: radarlib importable, Py-ART quiet, our pid to watch."""
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])
+    # A source checkout or a path set by the caller: the worker must import this same radarlib.
+    # An installed one is found anyway (and a site-packages folder must not go before stdlib).
+    if package_root not in _site_dirs():
+        paths = [package_root, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env["PYART_QUIET"] = "1"
+    env[PARENT_ENV] = str(os.getpid())
+    return env
+
+
+class ConversionPool:
+    """``max_workers`` worker processes (``python -m radarlib.pipeline.worker``), one job each.
+
+    Each slot owns one process, so a dying worker only costs its own job: that job raises
+    :class:`WorkerDiedError` and the slot gets a fresh process for the next one. Workers are
+    fresh interpreters that never import the caller's ``__main__`` (see
+    :mod:`radarlib.pipeline.worker`), and they exit when this process dies.
     """
 
     def __init__(self, max_workers: int, *, converter: str = DEFAULT_CONVERTER) -> None:
@@ -217,95 +378,120 @@ class ConversionPool:
         self.converter = converter
         self.restarts = 0
         self.remote = False
-        self._executors: list[ProcessPoolExecutor | None] = [None] * max_workers
+        self._workers: list[_Worker | None] = [None] * max_workers
         self._free: list[int] = list(range(max_workers))
         self._slots: asyncio.Semaphore | None = None
+        self._dying: list[_Worker] = []
 
-    def _executor(self, slot: int) -> ProcessPoolExecutor:
-        executor = self._executors[slot]
-        if executor is None:
-            executor = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(self.converter,),
+    async def _start(self) -> _Worker:
+        """Start one worker and wait for it to be ready; ExecutorUnavailableError if it cannot."""
+        args = [sys.executable]
+        if sys.version_info >= (3, 11):
+            args.append("-P")  # never put the current folder on the worker's sys.path
+        args += ["-m", "radarlib.pipeline.worker"]
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *args,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                env=_worker_env(),
+                close_fds=True,
             )
-            self._executors[slot] = executor
-        return executor
+        except OSError as exc:
+            raise ExecutorUnavailableError(f"cannot start a conversion worker: {exc}") from exc
+        worker = _Worker(process)
+        init = {"sys_path": [p for p in sys.path if p], "converter": self.converter}
+        try:
+            await worker.call(init)
+        except asyncio.CancelledError:  # stopped while the worker was starting: not kept
+            worker.kill()
+            self._dying.append(worker)  # reaped by close()
+            raise
+        except EOFError:
+            await worker.end(timeout=1)
+            raise ExecutorUnavailableError(
+                f"a conversion worker ({' '.join(args)}) {death_cause(process.returncode)} "
+                f"while starting; see its messages on stderr"
+            ) from None
+        return worker
 
-    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def _run(self, message: Any) -> Any:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_workers)
         async with self._slots:
             slot = self._free.pop()
+            worker: _Worker | None = None
             try:
-                executor = self._executor(slot)
-                try:
-                    return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
-                except BrokenProcessPool:
-                    self._discard(slot, executor)
+                worker = self._workers[slot]
+                if worker is None or not worker.alive:
+                    worker = self._workers[slot] = await self._start()
+                return await worker.call(message)
+            except EOFError:
+                if worker is None:
                     raise
+                code = await worker.process.wait()
+                await worker.end(timeout=1)
+                self._discard(slot, worker)
+                raise _WorkerGone(death_cause(code), -code if code < 0 else None) from None
+            except asyncio.CancelledError:
+                # abandoned (shutdown): its reply would come later, so this worker is done
+                if worker is not None:
+                    worker.kill()
+                    self._dying.append(worker)  # reaped by close()
+                    if self._workers[slot] is worker:
+                        self._workers[slot] = None
+                raise
             finally:
                 self._free.append(slot)
 
     async def warm_up(self) -> None:
         """Start every worker now (imports take seconds) so the first volume is not delayed."""
         await asyncio.gather(
-            *(self._run(_ping) for _ in range(self.max_workers)), return_exceptions=True
+            *(self._run(("ping",)) for _ in range(self.max_workers)), return_exceptions=True
         )
 
     async def convert(self, job: ConversionJob) -> ConversionOutcome:
         """Run ``job`` in a worker; :class:`WorkerDiedError` if its worker process died."""
         try:
-            outcome: ConversionOutcome = await self._run(run_job, job)
-        except BrokenProcessPool as exc:
+            kind, outcome = await self._run(("job", job))
+        except EOFError as exc:
             first = Path(job.files[0]).name if job.files else "-"
             raise WorkerDiedError(
                 f"{job.volume_id}: the worker process died while converting the volume "
-                f"({len(job.files)} files, first {first})"
-            ) from exc
+                f"({len(job.files)} files, first {first}): {exc}",
+                signal_number=getattr(exc, "signal_number", None),
+            ) from None
+        if kind != "outcome":
+            raise RuntimeError(f"worker answered {kind!r}: {outcome}")
         return outcome
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live workers (for tests and diagnostics)."""
-        pids = []
-        for executor in self._executors:
-            processes = getattr(executor, "_processes", None) or {}
-            pids += [p.pid for p in processes.values() if p.pid is not None and p.is_alive()]
-        return pids
+        return [w.pid for w in self._workers if w is not None and w.alive]
 
-    def _discard(self, slot: int, executor: ProcessPoolExecutor) -> None:
-        if self._executors[slot] is executor:
-            self._executors[slot] = None
+    def _discard(self, slot: int, worker: _Worker) -> None:
+        if self._workers[slot] is worker:
+            self._workers[slot] = None
             self.restarts += 1
-            log.warning("conversion worker %d died; it will be replaced", slot)
-        executor.shutdown(wait=False, cancel_futures=True)
+            log.warning(
+                "conversion worker %d (pid %d) %s; it will be replaced",
+                slot,
+                worker.pid,
+                death_cause(worker.process.returncode),
+            )
 
     def kill(self) -> None:
-        """Terminate the workers now (conversions in flight are abandoned) and drop them."""
-        executors = [e for e in self._executors if e is not None]
-        self._executors = [None] * self.max_workers
-        # ProcessPoolExecutor has no public terminate before Python 3.14: kill its processes.
-        processes = [p for e in executors for p in (getattr(e, "_processes", None) or {}).values()]
-        for process in processes:
-            with contextlib.suppress(Exception):
-                process.kill()
-        for executor in executors:
-            executor.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            with contextlib.suppress(Exception):
-                process.join(timeout=5)
-
-    def shutdown(self) -> None:
-        """Stop the workers after their current jobs (blocking; call from a thread)."""
-        executors = [e for e in self._executors if e is not None]
-        self._executors = [None] * self.max_workers
-        for executor in executors:
-            executor.shutdown(wait=True, cancel_futures=True)
+        """Kill the workers now (conversions in flight are abandoned) and drop them."""
+        workers = [w for w in self._workers if w is not None]
+        self._workers = [None] * self.max_workers
+        for worker in workers:
+            worker.kill()
 
     async def close(self, *, abandon: bool) -> None:
-        """:meth:`kill` the workers (``abandon``) or :meth:`shutdown` them in a thread."""
+        """Kill the workers (``abandon``) or let them exit after their current job; reap them."""
+        workers = [w for w in self._workers if w is not None] + self._dying
         if abandon:
             self.kill()
-        else:
-            await asyncio.to_thread(self.shutdown)
+        self._workers = [None] * self.max_workers
+        self._dying = []
+        await asyncio.gather(*(w.end() for w in workers), return_exceptions=True)

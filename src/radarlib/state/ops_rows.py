@@ -1,9 +1,9 @@
 """What retention, metrics and the monitor read from and record into the state database
-(the schema version 3 columns: ``deleted_at``, ``netcdf_deleted_at``, ``conversion_seconds``).
+(the schema version 5 columns: ``deleted_at``, ``netcdf_deleted_at``, ``conversion_seconds``).
 
 A deleted file keeps its row: a BUFR row stays ``status = 'downloaded'`` with ``deleted_at``
-set, so :meth:`~radarlib.state.sqlite.SQLiteStateTracker.is_downloaded` stays true and the
-download daemon never fetches the file again; a volume keeps ``netcdf_path`` and gets
+set (and its ``remote_files`` row, all the download daemon reads, stays ``downloaded``), so the
+file is never fetched again; a volume keeps ``netcdf_path`` and gets
 ``netcdf_deleted_at``. Only rows not yet marked are returned as candidates.
 """
 

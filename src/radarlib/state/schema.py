@@ -7,16 +7,18 @@ in an empty file, migrates an older one in a single transaction, and refuses a n
 Version 1 is the original design's schema (``downloads`` + ``volume_processing`` with
 free-form ``isoformat()`` times, ``radar_name``/``strategy``/``vol_nr`` columns, no
 version stamp: an unversioned file with a ``downloads`` table is taken as version 1).
-Version 2 is the base of the current one: one time format (``YYYY-MM-DDTHH:MM:SSZ``), one row per
-file with its parsed identity and ``volume_id``, retry counters, the processing queue
-columns, checkpoints, and indexes for every hot query. Version 3 adds what retention
-records (``downloads.deleted_at``, ``volume_processing.netcdf_deleted_at``) and the
+Version 2: one time format (``YYYY-MM-DDTHH:MM:SSZ``), one row per file with its parsed
+identity and ``volume_id``, retry counters, the processing queue columns, checkpoints, and
+indexes for every hot query. Version 3 adds ``remote_files``, the download side's memory of
+the server: every wanted file seen (size, first seen), fetched, short, failed or rejected,
+and when to try it next. Version 4 adds ``problems`` and ``bad_fields``. Version 5 adds what
+retention records (``downloads.deleted_at``, ``volume_processing.netcdf_deleted_at``) and the
 conversion time the metrics report (``volume_processing.conversion_seconds``).
 
 >>> import sqlite3
 >>> conn = sqlite3.connect(":memory:", isolation_level=None)
 >>> ensure_schema(conn, ":memory:")
-3
+5
 """
 
 from __future__ import annotations
@@ -34,13 +36,15 @@ __all__ = [
     "CURRENT_VERSION",
     "SCHEMA_V1",
     "SCHEMA_V2",
+    "SCHEMA_V3",
+    "SCHEMA_V4",
     "check_version",
     "create_version_1",
     "ensure_schema",
     "schema_version",
 ]
 
-CURRENT_VERSION = 3
+CURRENT_VERSION = 5
 
 #: The original design's schema (version 1), kept verbatim in shape so that old files and
 #: tests can create it; never used for new databases.
@@ -453,11 +457,86 @@ def _copy_v1_downloads(
         conn.executemany(insert, batch)
 
 
+# Version 3: the download side's memory of the server. ``next_attempt_at`` is set exactly
+# while a file waits to be fetched (pending, failed); short, downloaded and rejected files wait
+# for the server's size to change, which a listing notices.
+SCHEMA_V3 = """
+CREATE TABLE remote_files (
+    filename             TEXT    PRIMARY KEY,
+    radar_code           TEXT    NOT NULL,
+    observation_datetime TEXT    NOT NULL,
+    remote_path          TEXT    NOT NULL,
+    status               TEXT    NOT NULL
+        CHECK (status IN ('pending', 'short', 'downloaded', 'failed', 'rejected')),
+    listed_size          INTEGER CHECK (listed_size IS NULL OR listed_size >= 0),
+    fetched_size         INTEGER CHECK (fetched_size IS NULL OR fetched_size >= 0),
+    attempts             INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    last_error           TEXT,
+    next_attempt_at      TEXT,
+    part_size            INTEGER,
+    part_sha256          TEXT,
+    first_seen_at        TEXT    NOT NULL,
+    last_seen_at         TEXT    NOT NULL,
+    updated_at           TEXT    NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX ix_remote_due ON remote_files(radar_code, next_attempt_at)
+    WHERE next_attempt_at IS NOT NULL;
+CREATE INDEX ix_remote_status ON remote_files(radar_code, status)
+"""
+
+
 def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
-    """Version 2 -> 3 (additive): when retention deleted a file, rows are kept.
+    """Add ``remote_files``, seeded from the recorded downloads (done and failed files)."""
+    for statement in _statements(SCHEMA_V3):
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO remote_files (filename, radar_code, observation_datetime, remote_path,"
+        " status, listed_size, fetched_size, attempts, last_error, next_attempt_at,"
+        " first_seen_at, last_seen_at, updated_at)"
+        " SELECT filename, radar_code, observation_datetime, remote_path, status, file_size,"
+        " file_size, attempts, last_error,"
+        " CASE WHEN status = 'failed' THEN COALESCE(next_attempt_at, updated_at) END,"
+        " created_at, updated_at, updated_at FROM downloads"
+    )
+
+
+#: Version 4 (additive): problems worth an operator's attention, and fields dropped from volumes.
+SCHEMA_V4 = """
+CREATE TABLE IF NOT EXISTS problems (
+    radar_code  TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    first_seen  TEXT NOT NULL,
+    last_seen   TEXT NOT NULL,
+    occurrences INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (radar_code, kind, subject)
+);
+CREATE TABLE IF NOT EXISTS bad_fields (
+    volume_id     TEXT NOT NULL,
+    field         TEXT NOT NULL,
+    filename      TEXT NOT NULL,
+    error         TEXT NOT NULL,
+    checksum      TEXT,
+    downloaded_at TEXT,
+    recorded_at   TEXT NOT NULL,
+    PRIMARY KEY (volume_id, field)
+);
+"""
+
+
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """Version 3 -> 4: add the ``problems`` and ``bad_fields`` tables (nothing else changes)."""
+    for statement in _statements(SCHEMA_V4):
+        conn.execute(statement)
+
+
+def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
+    """Version 4 -> 5 (additive): when retention deleted a file, rows are kept.
 
     ``downloads.deleted_at``: the BUFR file was deleted by retention (the row stays
-    ``downloaded``, so the file is never fetched again); ``volume_processing.netcdf_deleted_at``:
+    ``downloaded``, and so does its ``remote_files`` row, which is all the download side reads:
+    the file is never fetched again); ``volume_processing.netcdf_deleted_at``:
     the volume's NetCDF was deleted (``netcdf_path`` keeps saying where it was);
     ``volume_processing.conversion_seconds``: duration of the last successful conversion
     (the metrics' histogram).
@@ -474,4 +553,6 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,
+    3: _migrate_3_to_4,
+    4: _migrate_4_to_5,
 }

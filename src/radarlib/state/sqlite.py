@@ -44,6 +44,7 @@ from radarlib.state.records import (
     split_fields,
     volume_status,
 )
+from radarlib.state.remote_files import RemoteFilesMixin
 from radarlib.state.schema import check_version, ensure_schema
 from radarlib.volume_types import VolumeTypes, expected_fields
 
@@ -179,7 +180,21 @@ class DownloadedFile:
     expected_fields: Sequence[str] | None = None
 
 
-class SQLiteStateTracker:
+#: a DownloadedFile checked and parsed: (name, volume, expected fields, local path, record)
+_PreparedDownload = tuple[BufrFileName, "_Volume", str | None, str | None, DownloadedFile]
+
+
+def _prepare_download(item: DownloadedFile) -> _PreparedDownload:
+    """Check and parse one record before anything is written (FileNameError, StateError)."""
+    name = _file_name(item.filename)
+    size = item.file_size
+    if size is not None and (not isinstance(size, int) or size < 0):
+        raise StateError(f"{name}: file_size must be a non-negative integer, got {size!r}")
+    local = None if item.local_path is None else os.fspath(item.local_path)
+    return name, _Volume.of(name.volume_key), _expected_text(item.expected_fields), local, item
+
+
+class SQLiteStateTracker(RemoteFilesMixin):
     """The download/volume/queue state of the pipeline in one SQLite file.
 
     Args:
@@ -408,6 +423,8 @@ class SQLiteStateTracker:
         )
         if revive:
             status, next_attempt_at, claimed_by, claimed_at = "pending", now, None, None
+            if row is not None:  # a rewrite for a late field is not a retry: attempts from 0
+                conn.execute("UPDATE volume_processing SET attempts = 0 WHERE id = ?", (row[0],))
         if status == "completed":
             missing = old_missing  # describes the file written; unchanged by unrelated fields
         else:
@@ -523,45 +540,43 @@ class SQLiteStateTracker:
         Raises:
             FileNameError: a file name is not a radar file name (nothing is recorded).
         """
-        prepared: list[tuple[BufrFileName, _Volume, str | None, str | None, DownloadedFile]] = []
-        for item in files:
-            name = _file_name(item.filename)
-            size = item.file_size
-            if size is not None and (not isinstance(size, int) or size < 0):
-                raise StateError(f"{name}: file_size must be a non-negative integer, got {size!r}")
-            local = None if item.local_path is None else os.fspath(item.local_path)
-            expected = _expected_text(item.expected_fields)
-            prepared.append((name, _Volume.of(name.volume_key), expected, local, item))
+        prepared = [_prepare_download(item) for item in files]
         if not prepared:
             return []
-        results: list[list[str]] = []
         with self._write() as conn:
-            for name, vol, expected, local, item in prepared:
-                now = self._now()
-                # A row that (re)becomes 'downloaded' gets the next id, so sync_volumes() sees it.
-                conn.execute(
-                    _DOWNLOAD_UPSERT,
-                    (
-                        str(name),
-                        str(item.remote_path),
-                        local,
-                        item.file_size,
-                        item.checksum,
-                        name.radar,
-                        name.strategy,
-                        name.volume_number,
-                        name.field,
-                        vol.observation,
-                        vol.volume_id,
-                        now,
-                        now,
-                        now,
-                    ),
-                )
-                # The volume's field set is the aggregate of its downloaded rows: every change
-                # of a row to 'downloaded' happens here, in the same transaction as this merge.
-                ready = self._merge_volume(conn, vol, now, (name.field,), expected)
-                results.append([vol.volume_id] if ready else [])
+            return self._insert_downloads(conn, prepared)
+
+    def _insert_downloads(
+        self, conn: sqlite3.Connection, prepared: Sequence[_PreparedDownload]
+    ) -> list[list[str]]:
+        """Write prepared 'downloaded' rows and merge their volumes, inside a transaction."""
+        results: list[list[str]] = []
+        for name, vol, expected, local, item in prepared:
+            now = self._now()
+            # A row that (re)becomes 'downloaded' gets the next id, so sync_volumes() sees it.
+            conn.execute(
+                _DOWNLOAD_UPSERT,
+                (
+                    str(name),
+                    str(item.remote_path),
+                    local,
+                    item.file_size,
+                    item.checksum,
+                    name.radar,
+                    name.strategy,
+                    name.volume_number,
+                    name.field,
+                    vol.observation,
+                    vol.volume_id,
+                    now,
+                    now,
+                    now,
+                ),
+            )
+            # The volume's field set is the aggregate of its downloaded rows: every change
+            # of a row to 'downloaded' happens here, in the same transaction as this merge.
+            ready = self._merge_volume(conn, vol, now, (name.field,), expected)
+            results.append([vol.volume_id] if ready else [])
         return results
 
     def mark_download_failed(
@@ -577,29 +592,40 @@ class SQLiteStateTracker:
         ``next_attempt_at`` None means "do not retry automatically". A file already
         downloaded stays downloaded (the error and the attempt are still recorded).
         """
+        with self._write() as conn:
+            return self._insert_failure(conn, filename, remote_path, error, next_attempt_at)
+
+    def _insert_failure(
+        self,
+        conn: sqlite3.Connection,
+        filename: str | os.PathLike[str],
+        remote_path: str,
+        error: str,
+        next_attempt_at: datetime | None,
+    ) -> int:
+        """Write a failed download attempt (and register its volume), inside a transaction."""
         name = _file_name(filename)
         vol = _Volume.of(name.volume_key)
         retry = None if next_attempt_at is None else iso_utc(next_attempt_at)
-        with self._write() as conn:
-            now = self._now()
-            self._merge_volume(conn, vol, now)  # registers the volume if new, else no change
-            row = conn.execute(
-                _FAILURE_UPSERT,
-                (
-                    str(name),
-                    str(remote_path),
-                    name.radar,
-                    name.strategy,
-                    name.volume_number,
-                    name.field,
-                    vol.observation,
-                    vol.volume_id,
-                    str(error),
-                    retry,
-                    now,
-                    now,
-                ),
-            ).fetchone()
+        now = self._now()
+        self._merge_volume(conn, vol, now)  # registers the volume if new, else no change
+        row = conn.execute(
+            _FAILURE_UPSERT,
+            (
+                str(name),
+                str(remote_path),
+                name.radar,
+                name.strategy,
+                name.volume_number,
+                name.field,
+                vol.observation,
+                vol.volume_id,
+                str(error),
+                retry,
+                now,
+                now,
+            ),
+        ).fetchone()
         return int(row[0])
 
     def get_download(self, filename: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -687,6 +713,15 @@ class SQLiteStateTracker:
                 " updated_at = excluded.updated_at",
                 (name, str(value), self._now()),
             )
+
+    def take_checkpoints(self, prefix: str) -> list[tuple[str, str]]:
+        """Remove and return every checkpoint whose name starts with ``prefix`` (atomically)."""
+        with self._write() as conn:
+            rows = conn.execute(
+                "DELETE FROM checkpoints WHERE substr(name, 1, ?) = ? RETURNING name, value",
+                (len(prefix), prefix),
+            ).fetchall()
+        return sorted((str(r[0]), str(r[1])) for r in rows)
 
     # ------------------------------------------------------------------ volumes (design API)
 
@@ -946,10 +981,14 @@ class SQLiteStateTracker:
         netcdf_path: str | os.PathLike[str],
         *,
         missing_fields: Sequence[str] = (),
+        bad_fields: Sequence[tuple[str, str, str]] = (),
     ) -> None:
         """Record a claimed volume as written: ``completed`` with its NetCDF path.
 
-        ``missing_fields`` are the fields the written file lacks. If one of them was
+        ``bad_fields`` are ``(field, filename, error)`` of field files left out because they
+        could not be decoded (``on_bad_field = "drop"``); they replace the volume's earlier
+        record (see :meth:`requeue_repaired_volumes`). ``missing_fields`` are the fields the
+        written file lacks. If one of them was
         downloaded while the volume was being processed, the volume goes back to
         ``pending`` at once so it is rewritten with it.
 
@@ -962,7 +1001,8 @@ class SQLiteStateTracker:
             row = self._claimed_row(conn, volume_id, worker_id)
             now = self._now()
             on_disk = split_fields(row["downloaded_fields"])
-            late = split_fields(missing) & on_disk
+            dropped = {name for name, *_ in bad_fields}  # on disk but unreadable: not late
+            late = (split_fields(missing) - dropped) & on_disk
             status = "pending" if late else "completed"
             if late and row["expected_fields"] is not None:
                 missing = join_fields(split_fields(row["expected_fields"]) - on_disk)
@@ -971,9 +1011,11 @@ class SQLiteStateTracker:
             conn.execute(
                 "UPDATE volume_processing SET status = ?, netcdf_path = ?, missing_fields = ?,"
                 " processed_at = ?, error_message = NULL, claimed_by = NULL, claimed_at = NULL,"
-                " next_attempt_at = ?, updated_at = ? WHERE id = ?",
-                (status, os.fspath(netcdf_path), missing, now, now, now, row["id"]),
+                " next_attempt_at = ?, updated_at = ?,"
+                " attempts = CASE WHEN ? THEN 0 ELSE attempts END WHERE id = ?",
+                (status, os.fspath(netcdf_path), missing, now, now, now, bool(late), row["id"]),
             )
+            self._store_bad_fields(conn, volume_id, bad_fields, now)
 
     def fail_volume(
         self,
@@ -999,6 +1041,27 @@ class SQLiteStateTracker:
                 (status, str(error_message), due, now, row["id"]),
             )
 
+    def defer_volume(
+        self, volume_id: str, worker_id: str, reason: str, *, retry_at: datetime
+    ) -> None:
+        """Give a claimed volume back after a transient failure: ``pending`` at ``retry_at``.
+
+        The attempt is not counted (disk full, a worker killed from outside: not the volume's
+        fault) and ``error_message`` says why it waits.
+
+        Raises:
+            UnknownVolumeError: no such volume.
+            StateError: the volume is not (any more) claimed by ``worker_id``.
+        """
+        with self._write() as conn:
+            row = self._claimed_row(conn, volume_id, worker_id)
+            conn.execute(
+                "UPDATE volume_processing SET status = 'pending', claimed_by = NULL,"
+                " claimed_at = NULL, attempts = MAX(attempts - 1, 0), error_message = ?,"
+                " next_attempt_at = ?, updated_at = ? WHERE id = ?",
+                (str(reason), iso_utc(retry_at), self._now(), row["id"]),
+            )
+
     def release_volume(self, volume_id: str, worker_id: str) -> None:
         """Give a claimed volume back (e.g. at shutdown): ``pending``, attempt not counted.
 
@@ -1021,12 +1084,14 @@ class SQLiteStateTracker:
 
         ``older_than``: claims at least this old; ``worker_id``: every claim of that worker
         (call it at start-up with your own id). Both given: claims matching both; neither:
-        every claim. The attempt stays counted and ``error_message`` says what happened.
+        every claim. The attempt is not counted (the process was stopped or crashed, which is
+        not the volume's fault) and ``error_message`` says what happened.
         """
         now_dt = _utc(self._clock())
         now = iso_utc(now_dt)
         sql = (
             "UPDATE volume_processing SET status = 'pending', next_attempt_at = :now,"
+            " attempts = MAX(attempts - 1, 0),"
             " error_message = 'claim by ' || COALESCE(claimed_by, '(manual)') || ' at '"
             " || COALESCE(claimed_at, '?') || ' recovered at ' || :now,"
             " claimed_by = NULL, claimed_at = NULL, updated_at = :now"
@@ -1097,6 +1162,111 @@ class SQLiteStateTracker:
                 (self._now(), volume_id),
             )
             return cursor.rowcount == 1
+
+    # ------------------------------------------------------------------ problems, bad fields
+
+    def record_problem(self, radar_code: str, kind: str, subject: str, message: str) -> bool:
+        """Note a problem an operator should see (``radarlib status``); True the first time.
+
+        One row per (radar, kind, subject): repeats update ``last_seen``, ``message`` and
+        count ``occurrences``.
+        """
+        now = self._now()
+        with self._write() as conn:
+            row = conn.execute(
+                "INSERT INTO problems (radar_code, kind, subject, message, first_seen, last_seen)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (radar_code, kind, subject) DO UPDATE SET"
+                " message = excluded.message, last_seen = excluded.last_seen,"
+                " occurrences = problems.occurrences + 1 RETURNING occurrences",
+                (radar_code, kind, subject, message, now, now),
+            ).fetchone()
+        return int(row[0]) == 1
+
+    def clear_problems(self, radar_code: str, kind: str) -> None:
+        """Forget the problems of one kind for a radar (e.g. its config warnings at start)."""
+        with self._write() as conn:
+            conn.execute(
+                "DELETE FROM problems WHERE radar_code = ? AND kind = ?", (radar_code, kind)
+            )
+
+    def get_problems(self, radar_code: str | None = None) -> list[dict[str, Any]]:
+        """Recorded problems, most recent first."""
+        rows = self._select(
+            "problems", "1 = 1", radar_code=radar_code, order="last_seen DESC, kind, subject"
+        )
+        return [dict(r) for r in rows]
+
+    def _store_bad_fields(
+        self,
+        conn: sqlite3.Connection,
+        volume_id: str,
+        bad_fields: Sequence[tuple[str, str, str]],
+        now: str,
+    ) -> None:
+        conn.execute("DELETE FROM bad_fields WHERE volume_id = ?", (volume_id,))
+        for field_name, filename, error in bad_fields:
+            conn.execute(
+                "INSERT INTO bad_fields (volume_id, field, filename, error, checksum,"
+                " downloaded_at, recorded_at) SELECT ?, ?, ?, ?, d.checksum, d.downloaded_at, ?"
+                " FROM (SELECT 1) LEFT JOIN downloads d ON d.filename = ?",
+                (volume_id, field_name, filename, error, now, filename),
+            )
+
+    def get_bad_fields(self, volume_id: str) -> list[dict[str, Any]]:
+        """The field files left out of a volume's NetCDF, with their errors."""
+        with self._use() as conn:
+            rows = conn.execute(
+                "SELECT * FROM bad_fields WHERE volume_id = ? ORDER BY field", (volume_id,)
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def get_dropped_fields(
+        self, radar_code: str | None = None, *, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Field files left out of written volumes, newest first (with the volume's status)."""
+        sql = (
+            "SELECT b.*, v.radar_code, v.status FROM bad_fields b"
+            " JOIN volume_processing v ON v.volume_id = b.volume_id"
+        )
+        params: list[Any] = []
+        if radar_code is not None:
+            sql += " WHERE v.radar_code = ?"
+            params.append(radar_code)
+        sql += " ORDER BY b.recorded_at DESC, b.volume_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with self._use() as conn:
+            return [dict(r) for r in conn.execute(sql, params).fetchall()]
+
+    def requeue_repaired_volumes(self, radar_code: str | None = None) -> list[str]:
+        """Volumes written without a bad field whose file has been downloaded again: pending.
+
+        A new copy (another checksum or download time) may be good, so the volume is
+        rewritten with it; attempts start from 0 (a rewrite is not a retry).
+        """
+        sql = (
+            "SELECT DISTINCT v.volume_id FROM bad_fields b"
+            " JOIN volume_processing v ON v.volume_id = b.volume_id"
+            " JOIN downloads d ON d.filename = b.filename AND d.status = 'downloaded'"
+            " WHERE v.status = 'completed'"
+            " AND (COALESCE(d.checksum, '') != COALESCE(b.checksum, '')"
+            " OR COALESCE(d.downloaded_at, '') != COALESCE(b.downloaded_at, ''))"
+        )
+        params: list[Any] = []
+        if radar_code is not None:
+            sql += " AND v.radar_code = ?"
+            params.append(radar_code)
+        now = self._now()
+        with self._write() as conn:
+            ids = [str(r[0]) for r in conn.execute(sql, params).fetchall()]
+            for volume_id in ids:
+                conn.execute(
+                    "UPDATE volume_processing SET status = 'pending', attempts = 0,"
+                    " next_attempt_at = ?, updated_at = ? WHERE volume_id = ?",
+                    (now, now, volume_id),
+                )
+        return ids
 
     def radar_codes(self) -> list[str]:
         """Every radar the database has volumes or files of, sorted."""

@@ -1,165 +1,114 @@
-"""A thin async FTP client on aioftp: timeouts everywhere, resumable hashed downloads, typed errors.
+"""A thin layer on aioftp: timeouts, streamed listings, typed errors, hostile input bounded.
 
 >>> async with FTPClient("127.0.0.1", 2121, username="u", password="p") as ftp:  # doctest: +SKIP
-...     entries = await ftp.list_dir("/L2/RMA1/2025/01/01/00")
-...     done = await ftp.download("/L2/RMA1/.../x.BUFR", Path("x.BUFR.part"))
+...     async for entry in ftp.iter_dir("/L2/RMA1/2025/01/01/00"):
+...         print(entry.name, entry.size)
+...     async with ftp.retrieve("/L2/RMA1/.../x.BUFR", offset=0) as blocks:
+...         async for block in blocks: ...
 
-Every failure leaves as a :mod:`radarlib.errors` type: :class:`FTPAuthError` (credentials
-refused), :class:`RemotePathError` (a folder that must exist does not), otherwise
-:class:`TransportError` (timeouts, refused connections, resets, unexpected replies), which
-callers may retry. Connects, commands and data transfers all have timeouts; a data transfer
-that makes no progress for ``data_timeout`` seconds is cut and reported as stalled.
+Every FTP command goes through aioftp's public API (``Client.connect``, ``upgrade_to_tls``,
+``login``, ``command``, ``get_passive_connection``; data connections reuse the control
+connection's TLS session). What this module adds:
 
-aioftp opens the session (connection, explicit TLS, login). After that, each operation
-(a listing, SIZE, a download) runs from its first command to its last reply in one thread
-of a shared pool (:mod:`radarlib.io.ftp.conversation`), and the event loop awaits one
-future per operation: the replies of a transfer never wait for the loop. A download is
-announced as soon as the server confirmed it, before its last blocks are written:
-:meth:`FTPClient.fetch` returns then, so a caller can start the next file meanwhile;
-:meth:`FTPClient.download` waits for the file too. Cancelling an operation (or
-:meth:`FTPClient.abort`) cuts the session's sockets, so the thread ends at once.
+- failures leave as :mod:`radarlib.errors` types: :class:`FTPAuthError` (credentials
+  refused), :class:`SessionLimitError` (421, or a 530 that says "too many"),
+  :class:`RemotePathError` (a folder that must exist does not), :class:`RemoteFileError`
+  (the server refused one file; the session is fine), else :class:`TransportError`;
+- listings are streamed (memory stays bounded for huge folders); a line that does not parse,
+  or is longer than :data:`MAX_LINE` bytes, is skipped and counted, never fatal;
+- numbers from the server (sizes) are read as ASCII digits only;
+- data connections have their own stall timeout (``data_timeout``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import ssl
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
 
 import aioftp
 
-from radarlib.errors import FTPAuthError, RemotePathError, TransportError
-from radarlib.io.ftp.control import LoopControl, SocketControl, status_of
-from radarlib.io.ftp.conversation import Conversation, Received
-from radarlib.io.ftp.replies import ReplyError
-from radarlib.io.ftp.sink import FileSink
+from radarlib.errors import (
+    FTPAuthError,
+    RemoteFileError,
+    RemotePathError,
+    SessionLimitError,
+    TransportError,
+)
 
-__all__ = ["FTPClient", "Fetched", "RemoteEntry", "ReplyError", "Transfer"]
+__all__ = ["MAX_LINE", "FTPClient", "RemoteEntry", "parse_count"]
 
 logger = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
+#: longest listing line read (a file name is at most 255 bytes; facts add little)
+MAX_LINE = 4096
+_READ = 65536
+_LIMIT_WORDS = ("too many", "maximum", "limit", "already connected", "sessions", "try again")
 
-_MAX_OPERATION_THREADS = 128  # one per operation in flight, shared by every client
-# Operations hold a thread for their whole duration: a pool of their own, so they never
-# queue behind (or block) the default executor used for SQLite and file system calls.
-_POOL = ThreadPoolExecutor(_MAX_OPERATION_THREADS, thread_name_prefix="ftp-data")
+
+def parse_count(text: object, *, max_digits: int = 15) -> int | None:
+    """A non-negative integer written in ASCII digits only (``"²"`` and ``"1e3"`` are not)."""
+    if not isinstance(text, str) or not 0 < len(text) <= max_digits:
+        return None
+    if not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
 
 
 @dataclass(frozen=True)
 class RemoteEntry:
-    """One entry of a server directory listing, with the name exactly as the server sent it."""
+    """One listing entry, the name exactly as the server sent it (decoded, errors replaced)."""
 
     name: str
     is_dir: bool
     size: int | None
+    modify: str | None = None
 
 
-@dataclass(frozen=True)
-class Transfer:
-    """Outcome of :meth:`FTPClient.download`: final local size, sha256 and the resume offset."""
-
-    size: int
-    sha256: str | None
-    resumed_from: int
+def _code(exc: aioftp.StatusCodeError) -> str:
+    received = exc.received_codes[-1] if exc.received_codes else None
+    return str(received) if received is not None else "???"
 
 
-@dataclass(frozen=True)
-class Fetched:
-    """Outcome of :meth:`FTPClient.fetch`: every byte is received, the file is being finished.
-
-    ``size`` (the final local size) and ``resumed_from`` are known at once; the sha256 and
-    the complete, closed file come with :meth:`settle` (blocking, for a worker thread) or
-    ``await`` :meth:`settled`, a moment later.
-    """
-
-    size: int
-    resumed_from: int
-    sink: FileSink = field(repr=False)
-
-    def settle(self, timeout: float | None = None) -> Transfer:
-        """Wait (blocking) until the file is written and closed.
-
-        Raises:
-            OSError: writing the file failed (the bytes were received, not kept).
-        """
-        return self._transfer(self.sink.result(timeout).sha256)
-
-    async def settled(self) -> Transfer:
-        """Wait (without blocking the loop) until the file is written and closed."""
-        return self._transfer((await asyncio.wrap_future(self.sink.done())).sha256)
-
-    def _transfer(self, sha256: str | None) -> Transfer:
-        return Transfer(size=self.size, sha256=sha256, resumed_from=self.resumed_from)
+def _reply(exc: aioftp.StatusCodeError) -> str:
+    return " ".join(str(line).strip() for line in exc.info)[:200]
 
 
-@contextlib.contextmanager
-def _translated(what: str, *, login: bool = False) -> Iterator[None]:
-    """Turn aioftp/socket failures into :class:`TransportError` naming the operation."""
-    try:
-        yield
-    except TransportError:
-        raise
-    except aioftp.StatusCodeError as exc:
-        code, text = status_of(exc)
-        if login and code == "530":
-            raise FTPAuthError(f"{what}: login refused by the server ({code} {text})") from None
-        raise ReplyError.unexpected(what, code, text) from exc
-    except (asyncio.TimeoutError, TimeoutError) as exc:
-        raise TransportError(f"{what}: timed out") from exc
-    except (OSError, EOFError, ssl.SSLError, aioftp.AIOFTPException, ConnectionError) as exc:
-        raise TransportError(f"{what}: {type(exc).__name__}: {exc}") from exc
+def _transport(what: str, exc: BaseException) -> TransportError:
+    """The :mod:`radarlib.errors` type for an aioftp/socket failure during ``what``."""
+    if isinstance(exc, TransportError):
+        return exc
+    if isinstance(exc, aioftp.StatusCodeError):
+        code, text = _code(exc), _reply(exc)
+        if code == "421":
+            return SessionLimitError(f"{what}: the server refused the session ({code} {text})")
+        return TransportError(f"{what}: unexpected reply {code} {text}")
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return TransportError(f"{what}: timed out")
+    return TransportError(f"{what}: {type(exc).__name__}: {exc}")
 
 
-def _announcer(
-    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]
-) -> Callable[[Any], None]:
-    """A callable for an operation's thread that hands ``future`` its result on the loop."""
-
-    def settle(value: Any) -> None:
-        if not future.done():
-            future.set_result(value)
-
-    def announce(value: Any) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
-            loop.call_soon_threadsafe(settle, value)
-
-    return announce
-
-
-def _pass_on(announced: asyncio.Future[Any], done: asyncio.Future[Any]) -> None:
-    """Done callback of an operation: its outcome settles ``announced`` if nothing did yet."""
-    if announced.done():
-        return
-    if done.cancelled():
-        announced.cancel()
-    elif (error := done.exception()) is not None:
-        announced.set_exception(error)
-    else:
-        announced.set_result(done.result())
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    """Done callback: mark a future's exception as seen (no "never retrieved" warning)."""
-    if not future.cancelled():
-        future.exception()
+_FAILURES = (
+    aioftp.AIOFTPException,
+    OSError,
+    EOFError,
+    ssl.SSLError,
+    ValueError,  # a reply line over the stream's limit, an unparsable passive reply
+    asyncio.TimeoutError,
+    asyncio.IncompleteReadError,
+)
 
 
 class FTPClient:
-    """One FTP control connection with the operations the download daemon needs.
+    """One FTP control connection (one operation at a time) with typed errors and timeouts.
 
-    Not safe for concurrent use: FTP runs one transfer per control connection, so use one
-    client per concurrent download. ``password`` is never logged.
+    ``password`` is never logged. ``data_timeout`` bounds the wait for each block of a data
+    connection (a stalled transfer is cut), ``command_timeout`` each reply.
     """
-
-    encoding = "utf-8"
 
     def __init__(
         self,
@@ -174,17 +123,16 @@ class FTPClient:
         use_tls: bool = False,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.host = host
-        self.port = port
-        self.username = username
+        self.host, self.port, self.username = host, port, username
         self._password = password
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.data_timeout = data_timeout
         self.use_tls = use_tls
         self._ssl_context = ssl_context
-        self._session: Conversation | None = None
-        self._lister = aioftp.Client(encoding=self.encoding)  # only parses LIST lines
+        self._client: aioftp.Client | None = None
+        self._mlsd = True
+        self.skipped_lines = 0  # listing lines that did not parse or were too long
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "closed"
@@ -193,17 +141,7 @@ class FTPClient:
     @property
     def connected(self) -> bool:
         """True between a successful :meth:`connect` and :meth:`close`/:meth:`abort`."""
-        return self._session is not None
-
-    @property
-    def _mlsd(self) -> bool:
-        """The session lists with MLSD (the server offered it in FEAT)."""
-        return self._session is not None and self._session.mlsd
-
-    @property
-    def supports_rest(self) -> bool:
-        """False once the server refused REST in this session (downloads then start over)."""
-        return self._session is None or self._session.supports_rest
+        return self._client is not None
 
     async def __aenter__(self) -> FTPClient:
         await self.connect()
@@ -213,222 +151,239 @@ class FTPClient:
         await self.close()
 
     async def connect(self) -> None:
-        """Connect, optionally upgrade to explicit TLS, log in, switch to binary mode."""
+        """Connect, upgrade to explicit TLS if asked, log in (typed errors, nothing left open)."""
         where = f"{self.host}:{self.port}"
         client = aioftp.Client(
             socket_timeout=self.command_timeout,
             connection_timeout=self.connect_timeout,
             path_timeout=self.command_timeout,
-            encoding=self.encoding,
         )
         try:
-            with _translated(f"connect to {where}"):
+            try:
                 await client.connect(self.host, self.port)
                 if self.use_tls:
-                    context = self._ssl_context or ssl.create_default_context()
-                    await client.upgrade_to_tls(context)
-            with _translated(f"login to {where} as {self.username!r}", login=True):
+                    await client.upgrade_to_tls(self._ssl_context or ssl.create_default_context())
+            except _FAILURES as exc:
+                raise _transport(f"connect to {where}", exc) from exc
+            try:
                 await client.login(self.username, self._password)
-            control: LoopControl | SocketControl
-            with _translated(f"setup of {where}"):
-                if self.use_tls:  # the TLS state stays with the loop's transport
-                    loop = asyncio.get_running_loop()
-                    control = LoopControl(client, loop, self.host, self.command_timeout)
-                else:  # plain: the operations' threads talk over the socket directly
-                    control = SocketControl.take_over(
-                        client.stream.writer, where, self.encoding, self.command_timeout
-                    )
-                    client.close()
+            except aioftp.StatusCodeError as exc:
+                code, text = _code(exc), _reply(exc)
+                if code == "421" or any(w in text.lower() for w in _LIMIT_WORDS):
+                    raise SessionLimitError(
+                        f"login to {where}: session refused at the server's limit ({code} {text})"
+                    ) from None
+                if code.startswith("530"):
+                    raise FTPAuthError(
+                        f"{where}: login refused for user {self.username!r} ({code} {text})"
+                    ) from None
+                raise _transport(f"login to {where}", exc) from exc
+            except _FAILURES as exc:
+                raise _transport(f"login to {where}", exc) from exc
         except BaseException:
             client.close()
             raise
-        self._session = session = Conversation(
-            control, connect_timeout=self.connect_timeout, data_timeout=self.data_timeout
-        )
-        try:
-            await self._call(f"setup of {where}", session.setup)
-        except BaseException:
-            self.abort()
-            raise
-        logger.debug("connected to %s as %s (MLSD %s)", where, self.username, self._mlsd)
+        self._client = client
+        logger.debug("connected to %s as %s", where, self.username)
 
     async def close(self) -> None:
         """Say QUIT (briefly, best effort) and close the connection."""
-        session = self._session
-        if session is not None:
+        client = self._client
+        if client is not None:
             with contextlib.suppress(Exception):
-                await self._call("QUIT", session.command, "QUIT", "2xx", timeout=2.0)
+                await asyncio.wait_for(client.quit(), 2.0)
         self.abort()
 
     def abort(self) -> None:
         """Drop the connection at once (no reply awaited); safe in any state."""
-        session, self._session = self._session, None
-        if session is not None:
-            session.cut()
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
-    # -- operations -----------------------------------------------------------------------------
-    def _require(self) -> Conversation:
-        if self._session is None:
+    def _require(self) -> aioftp.Client:
+        if self._client is None:
             raise TransportError(f"{self.host}:{self.port}: not connected")
-        return self._session
+        return self._client
 
-    async def _call(
-        self, what: str, operation: Callable[..., _T], *args: Any, early: bool = False, **kw: Any
-    ) -> _T:
-        """Run ``operation(*args, **kw)`` in a pool thread; its result, or its announcement.
-
-        With ``early`` the operation gets ``announce=``: what it announces is returned while
-        it goes on with local work (see :meth:`Conversation.retrieve`). A reply error keeps
-        the session; any other failure, and cancellation, cuts it, and waits for the thread
-        while it may still touch a file.
-        """
-        session = self._require()
-        loop = asyncio.get_running_loop()
-        announced: asyncio.Future[_T] = loop.create_future()
-        if early:
-            kw["announce"] = _announcer(loop, announced)
-        done = loop.run_in_executor(_POOL, functools.partial(operation, *args, **kw))
-        done.add_done_callback(functools.partial(_pass_on, announced))
+    async def _command(self, line: str, expected: str) -> tuple[str, list[str]]:
+        """One command; a 4xx/5xx answer is :class:`RemoteFileError` (the session is kept)."""
+        client = self._require()
         try:
-            with _translated(what):
-                result = await announced
-        except ReplyError:
+            received, info = await client.command(line, expected)
+        except aioftp.StatusCodeError as exc:
+            code = _code(exc)
+            if code[:1] in "45" and code != "421":
+                raise RemoteFileError(f"{line}: {code} {_reply(exc)}", code=code) from None
+            self.abort()
+            raise _transport(line, exc) from exc
+        except _FAILURES as exc:
+            self.abort()
+            raise _transport(line, exc) from exc
+        except BaseException:  # cancelled mid-reply: the control connection is out of step
+            self.abort()
             raise
-        except BaseException:
-            announced.cancel()
-            if self._session is session:
-                self._session = None
-            if session.cut():  # the thread ends at once: wait, so no write follows our cleanup
-                with contextlib.suppress(BaseException):
-                    await asyncio.wait({done})
-            raise
-        finally:
-            done.add_done_callback(_retrieve)  # outcomes after a cut (often _Cut) are expected
-        return result
+        return str(received), [str(i) for i in info]
 
     async def check_dir(self, path: str) -> None:
         """:class:`RemotePathError` unless ``path`` is an existing folder on the server."""
-        session = self._require()
         try:
-            await self._call(f"CWD {path}", session.command, f"CWD {path}", "2xx")
-        except ReplyError as exc:
-            if exc.code in {"550", "501", "450"}:
-                raise RemotePathError(
-                    f"{path}: no such folder on {self.host}:{self.port}"
-                ) from None
-            raise
+            await self._command(f"CWD {path}", "2xx")
+        except RemoteFileError:
+            raise RemotePathError(f"{path}: no such folder on {self.host}:{self.port}") from None
 
     async def size(self, path: str) -> int | None:
         """The server's size of ``path`` (SIZE), or ``None`` if the file does not exist."""
-        session = self._require()
         try:
-            lines = await self._call(f"SIZE {path}", session.command, f"SIZE {path}", "213")
-        except ReplyError as exc:
+            _, info = await self._command(f"SIZE {path}", "213")
+        except RemoteFileError as exc:
             if exc.code.startswith("55"):
                 return None
             raise
-        text = lines[-1].strip() if lines else ""
-        if not text.isdigit():
-            self.abort()
-            raise TransportError(f"SIZE {path}: unreadable reply {text!r}")
-        return int(text)
+        text = info[-1].strip() if info else ""
+        value = parse_count(text)
+        if value is None:
+            raise RemoteFileError(f"SIZE {path}: unreadable reply {text[:40]!r}")
+        return value
 
-    # -- listings -------------------------------------------------------------------------------
-    async def list_dir(self, path: str) -> list[RemoteEntry] | None:
-        """Entries of folder ``path`` (MLSD if offered, else LIST); ``None`` if it is missing."""
-        session = self._require()
+    @contextlib.asynccontextmanager
+    async def _data(self, line: str, *, offset: int = 0) -> AsyncIterator[AsyncIterator[bytes]]:
+        """The blocks of a data connection for ``line`` (REST ``offset`` first).
+
+        Built from aioftp's public pieces (``get_passive_connection``, ``command``,
+        ``DataConnectionThrottleStreamIO``, ``finish``) rather than ``get_stream``, so that a
+        refused command closes its data socket and each block read waits at most
+        ``data_timeout``. The transfer's 2xx is read on a clean exit; leaving early (an
+        exception in the caller) drops the session, which is then unusable.
+        """
+        client = self._require()
         try:
-            data = await self._call(session.listing_command(path), session.listing, path)
-        except ReplyError as exc:
-            if exc.code in {"450", "501", "550"}:
-                return None
+            reader, writer = await client.get_passive_connection("I")
+        except _FAILURES as exc:
+            self.abort()
+            raise _transport(f"{line}: data connection", exc) from exc
+        stream = aioftp.DataConnectionThrottleStreamIO(
+            client, reader, writer, throttles={}, timeout=self.data_timeout
+        )
+        try:
+            if offset:
+                await self._command(f"REST {offset}", "350")
+            await self._command(line, "1xx")
+        except BaseException:
+            stream.close()
             raise
-        return self._parse_listing(data, mlsd=session.mlsd)
-
-    def _parse_listing(self, data: bytes, *, mlsd: bool) -> list[RemoteEntry]:
-        entries: list[RemoteEntry] = []
-        for raw in data.split(b"\n"):
-            line = raw.rstrip(b"\r")
-            if not line.strip():
-                continue
-            entry = self._parse_mlsd(line) if mlsd else self._parse_list(line)
-            if entry is not None:
-                entries.append(entry)
-        return entries
+        try:
+            yield self._blocks(stream, line)
+        except BaseException:
+            stream.close()
+            self.abort()
+            raise
+        try:
+            await stream.finish()
+        except aioftp.StatusCodeError as exc:
+            code = _code(exc)
+            raise RemoteFileError(f"{line}: {code} {_reply(exc)}", code=code) from None
+        except _FAILURES as exc:
+            self.abort()
+            raise _transport(line, exc) from exc
 
     @staticmethod
-    def _parse_mlsd(line: bytes) -> RemoteEntry | None:
-        text = line.decode("utf-8", "replace")
-        facts_text, sep, name = text.partition(" ")
-        if not sep:
-            return None
-        facts: dict[str, str] = {}
-        for fact in facts_text.rstrip(";").split(";"):
-            key, _, value = fact.partition("=")
-            facts[key.strip().lower()] = value.strip()
-        kind = facts.get("type", "").lower()
-        if kind in {"cdir", "pdir"}:
-            return None
-        size = facts.get("size", "")
-        return RemoteEntry(name, kind == "dir", int(size) if size.isdigit() else None)
+    async def _blocks(stream: Any, line: str) -> AsyncIterator[bytes]:
+        while True:
+            try:
+                block: bytes = await stream.read(_READ)
+            except _FAILURES as exc:
+                raise _transport(f"{line}: data", exc) from exc
+            if not block:
+                return
+            yield block
 
-    def _parse_list(self, line: bytes) -> RemoteEntry | None:
-        try:
-            path, info = self._lister.parse_list_line(line)
-        except ValueError:
-            logger.warning("unparseable LIST line from %s: %r", self.host, line[:200])
-            return None
-        size = str(info.get("size", ""))
-        return RemoteEntry(
-            str(path), info.get("type") == "dir", int(size) if size.isdigit() else None
-        )
+    async def iter_dir(self, path: str) -> AsyncIterator[RemoteEntry]:
+        """Stream the entries of folder ``path`` (MLSD if the server has it, else LIST).
 
-    # -- downloads ------------------------------------------------------------------------------
-    async def download(
-        self,
-        remote_path: str,
-        destination: Path,
-        *,
-        resume: bool = True,
-        checksum: bool = True,
-    ) -> Transfer:
-        """Download ``remote_path`` into ``destination``, continuing an existing partial file.
-
-        :meth:`fetch`, then wait until the file is written: on return it is complete and
-        closed (not fsynced) and the sha256, computed while receiving, is known.
+        Raises :class:`RemoteFileError` when the folder does not exist (a 4xx/5xx reply).
+        Lines that do not parse, or are longer than :data:`MAX_LINE`, are skipped and counted
+        in :attr:`skipped_lines`. Nothing else may use this client until the iteration ends.
         """
-        fetched = await self.fetch(remote_path, destination, resume=resume, checksum=checksum)
+        if self._mlsd:
+            try:
+                async for entry in self._iter_listing(f"MLSD {path}", mlsd=True):
+                    yield entry
+                return
+            except RemoteFileError as exc:
+                if exc.code not in ("500", "502"):  # only these say "no MLSD here"
+                    raise
+                self._mlsd = False
+        async for entry in self._iter_listing(f"LIST {path}", mlsd=False):
+            yield entry
+
+    async def list_dir(self, path: str) -> list[RemoteEntry] | None:
+        """All entries of ``path`` as a list, or ``None`` if the folder does not exist."""
         try:
-            return await fetched.settled()
-        except OSError as exc:
-            raise TransportError(f"RETR {remote_path}: writing {destination}: {exc}") from exc
+            return [entry async for entry in self.iter_dir(path)]
+        except RemoteFileError:
+            return None
 
-    async def fetch(
-        self,
-        remote_path: str,
-        destination: Path,
-        *,
-        resume: bool = True,
-        checksum: bool = True,
-    ) -> Fetched:
-        """Receive ``remote_path`` into ``destination``; return once the server confirmed it.
+    async def _iter_listing(self, line: str, *, mlsd: bool) -> AsyncIterator[RemoteEntry]:
+        async with self._data(line) as blocks:
+            pending, too_long = b"", False
+            async for chunk in blocks:
+                *lines, pending = (pending + chunk).split(b"\n")
+                for raw in lines:
+                    if too_long:  # the end of an over-long line
+                        too_long = False
+                        self.skipped_lines += 1
+                        continue
+                    entry = self._parse(raw, mlsd)
+                    if entry is not None:
+                        yield entry
+                if len(pending) > MAX_LINE:
+                    pending, too_long = b"", True
+            if pending and not too_long:
+                entry = self._parse(pending, mlsd)
+                if entry is not None:
+                    yield entry
 
-        With ``resume`` and a non-empty ``destination``, the transfer restarts at its size with
-        REST (the existing bytes are re-hashed first); if the server refuses REST it starts
-        over. The last blocks may still be being written (and hashed) on return: the caller
-        may send other commands meanwhile and must :meth:`Fetched.settle` before it uses the
-        file. On failure nothing is still being written: the partial file stays, whole, for
-        a later resume.
+    def _parse(self, raw: bytes, mlsd: bool) -> RemoteEntry | None:
+        line = raw.rstrip(b"\r")
+        if not line.strip():
+            return None
+        if len(line) > MAX_LINE:
+            self.skipped_lines += 1
+            return None
+        try:
+            entry = _parse_mlsd(line) if mlsd else _parse_list(line)
+        except (ValueError, KeyError, IndexError):
+            entry = None
+        if entry is None:
+            self.skipped_lines += 1
+        elif entry.name in (".", ".."):
+            return None
+        return entry
+
+    @contextlib.asynccontextmanager
+    async def retrieve(self, path: str, *, offset: int = 0) -> AsyncIterator[AsyncIterator[bytes]]:
+        """The blocks of ``path`` from byte ``offset`` (REST); the transfer is confirmed on exit.
+
+        A missing file or a refused REST is :class:`RemoteFileError`; a stall longer than
+        ``data_timeout`` or a broken connection is :class:`TransportError` (session dropped).
         """
-        session = self._require()
-        received: Received = await self._call(
-            f"RETR {remote_path}",
-            session.retrieve,
-            remote_path,
-            destination,
-            resume=resume,
-            checksum=checksum,
-            early=True,
-        )
-        size, offset, sink = received
-        return Fetched(size=size, resumed_from=offset, sink=sink)
+        async with self._data(f"RETR {path}", offset=offset) as blocks:
+            yield blocks
+
+
+_LISTER = aioftp.Client()  # used only for its LIST line parsers (no connection)
+
+
+def _parse_mlsd(line: bytes) -> RemoteEntry | None:
+    path, facts = _LISTER.parse_mlsx_line(line.decode("utf-8", "replace"))
+    kind = str(facts.get("type", "")).lower()
+    if kind in ("cdir", "pdir") or not str(path):
+        return None
+    size = facts.get("size")
+    return RemoteEntry(str(path), kind == "dir", parse_count(size), facts.get("modify"))
+
+
+def _parse_list(line: bytes) -> RemoteEntry | None:
+    path, info = _LISTER.parse_list_line(line)
+    kind = str(info.get("type", ""))
+    return RemoteEntry(str(path), kind == "dir", parse_count(info.get("size")))

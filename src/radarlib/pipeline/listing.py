@@ -1,0 +1,304 @@
+"""Listing a radar's remote tree: which folders a poll lists, and what it finds there.
+
+:class:`RemoteLister` is the download daemon's eyes. Each :meth:`RemoteLister.poll` lists the
+hour folders from the resume point to now, newest first, and their ``MMSS`` folders, as
+streams; every wanted file is recorded in the state database
+(:meth:`~radarlib.state.sqlite.SQLiteStateTracker.observe_remote_files`), and the files due
+now go to the workers through ``offer``. A poll also takes rescan requests
+(:func:`request_rescan`), lists again the folders of files that were short, and a slice of
+the deep rescan. Names a server sends are checked before anything is done with them; each bad
+one is logged once per run (:class:`BadNames`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from radarlib.errors import RemoteFileError
+from radarlib.filename import BufrFileName, format_iso, parse_iso
+from radarlib.io.ftp.client import FTPClient
+from radarlib.pipeline.scan import (
+    HOUR,
+    Coverage,
+    RescanCursor,
+    advance_coverage,
+    floor_hour,
+    hour_dir,
+    hours_to_list,
+    in_range,
+    is_closed,
+    iter_hours,
+    resume_point,
+)
+from radarlib.state.remote_files import ListedFile, RemoteFile
+from radarlib.volume_types import expected_fields
+
+if TYPE_CHECKING:
+    from radarlib.pipeline.download import DateBasedDaemonConfig
+    from radarlib.state.sqlite import SQLiteStateTracker
+
+__all__ = ["BadNames", "RemoteLister", "request_rescan"]
+
+logger = logging.getLogger("radarlib.pipeline.download")
+
+_MAX_NAME = 255
+_MAX_WARNED = 1000  # distinct bad names warned about per run; counted after that
+
+
+def _shown(text: str) -> str:
+    """A server-sent name for a log line: quoted, and cut if it is long."""
+    return repr(text) if len(text) <= 80 else f"{text[:80]!r}… ({len(text)} characters)"
+
+
+class BadNames:
+    """One WARNING per distinct problem per run; past :data:`_MAX_WARNED`, only a count."""
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+        self.count = 0
+
+    def warn(self, key: str, message: str, *args: object) -> None:
+        self.count += 1
+        if key in self.keys or len(self.keys) >= _MAX_WARNED:
+            return
+        self.keys.add(key)
+        logger.warning(message, *args)
+        if len(self.keys) == _MAX_WARNED:
+            logger.warning("more bad names follow; they are only counted (get_stats)")
+
+
+class RemoteLister:
+    """Lists one radar's remote tree for a download daemon (see the module docstring).
+
+    ``key`` names the daemon's checkpoints (radar, server and base path); ``offer`` takes
+    the files due now; ``clock`` is the daemon's clock.
+    """
+
+    def __init__(
+        self,
+        config: DateBasedDaemonConfig,
+        db: SQLiteStateTracker,
+        *,
+        key: str,
+        offer: Callable[[list[RemoteFile]], None],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.config, self.db, self.key, self.offer, self.clock = config, db, key, offer, clock
+        self.warnings = BadNames()
+        self.resume: datetime | None = None
+        self.coverage: Coverage | None = None
+        self.polls = 0
+        self.rescanned_hours = 0
+        self.last_poll_time: datetime | None = None
+
+    async def load_resume_point(self, start: datetime | None, relist: bool) -> None:
+        c, tracker = self.config, self.db
+        if relist:
+            self.coverage = None
+            self.resume = floor_hour(start) if start else floor_hour(self.clock())
+            return
+
+        def read() -> tuple[Coverage | None, datetime | None]:
+            coverage = Coverage.parse(tracker.get_checkpoint(f"ftp-scan:{self.key}"))
+            latest = None
+            if start is None and coverage is None:
+                latest = tracker.latest_observation(c.radar_code)
+            return coverage, latest
+
+        self.coverage, latest = await asyncio.to_thread(read)
+        self.resume = resume_point(
+            coverage=self.coverage,
+            start=start,
+            latest_observation=latest,
+            now=self.clock(),
+            lookback=c.lookback,
+        )
+
+    async def poll(
+        self,
+        client: FTPClient,
+        now: datetime,
+        start: datetime | None,
+        end: datetime | None,
+        relist: bool,
+    ) -> bool:
+        """List what matters now; True when the whole ``[start, end]`` has been listed."""
+        c, db = self.config, self.db
+        self.polls += 1
+        self.last_poll_time = now
+        resume = self.resume if self.resume is not None else floor_hour(now)
+        recent = hours_to_list(resume=resume, now=now, end=end)
+        listed: set[datetime] = set()
+        for hour in reversed(recent):  # newest first: fresh files have the shortest wait
+            await self.scan_hour(client, hour, start, end)
+            listed.add(hour)
+        if relist:
+            return True  # the whole period, once
+        closed = {h for h in listed if is_closed(h, now, c.lookback) and self._whole(h, start, end)}
+        coverage = advance_coverage(self.coverage, resume, closed)
+        if coverage is not None and coverage != self.coverage:
+            await asyncio.to_thread(db.set_checkpoint, f"ftp-scan:{self.key}", coverage.format())
+            self.coverage, self.resume = coverage, coverage.through
+        for since, until in await asyncio.to_thread(self._take_requests):
+            logger.info("rescanning %s from %s to %s (requested)", c.radar_code, since, until)
+            await self._scan_hours(client, list(iter_hours(since, until)), since, until)
+        window = start if end is not None else now - timedelta(days=c.rescan_days)
+        short = await asyncio.to_thread(
+            db.short_remote_folders, c.radar_code, start=window, end=end
+        )
+        for path in short:  # was an upload cut, or is it whole now?
+            await self.scan_folder(client, path, start, end)
+        if end is None:
+            await self._deep_rescan(client, now)
+        return end is not None and now >= end  # this poll listed every hour up to the end
+
+    @staticmethod
+    def _whole(hour: datetime, start: datetime | None, end: datetime | None) -> bool:
+        """The whole hour lies inside ``[start, end]`` (only such hours may be skipped later)."""
+        return (start is None or hour >= start) and (
+            end is None or hour + HOUR - timedelta(seconds=1) <= end
+        )
+
+    async def _scan_hours(
+        self, client: FTPClient, hours: list[datetime], start: datetime | None, end: datetime | None
+    ) -> None:
+        for hour in reversed(hours):
+            await self.scan_hour(client, hour, start, end)
+            self.rescanned_hours += 1
+
+    async def _deep_rescan(self, client: FTPClient, now: datetime) -> None:
+        """List this poll's slice of the older hours (``rescan_days`` back)."""
+        c, db = self.config, self.db
+        key = f"ftp-rescan:{self.key}"
+        cursor = RescanCursor.parse(await asyncio.to_thread(db.get_checkpoint, key))
+        oldest = self.resume - HOUR if self.resume is not None else floor_hour(now)
+        hours, cursor = cursor.advance(
+            now=now,
+            newest=oldest,
+            days=c.rescan_days,
+            interval=c.rescan_interval,
+            poll=c.poll_interval,
+        )
+        if hours:
+            await self._scan_hours(client, hours, c.start_date, None)
+        await asyncio.to_thread(db.set_checkpoint, key, cursor.format())
+
+    def _take_requests(self) -> list[tuple[datetime, datetime]]:
+        """The rescans asked for with :func:`request_rescan`, taken out of the database."""
+        taken = self.db.take_checkpoints(_requests_prefix(self.key))
+        return [pair for _, value in taken if (pair := _parse_request(value)) is not None]
+
+    async def scan_hour(
+        self, client: FTPClient, hour: datetime, start: datetime | None, end: datetime | None
+    ) -> None:
+        """List one hour folder and its ``MMSS`` folders, newest first; offer what is due."""
+        c = self.config
+        folder = hour_dir(c.remote_base_path, c.radar_code, hour)
+        subfolders = []
+        for entry in await client.list_dir(folder) or []:
+            if not entry.is_dir:
+                continue
+            if len(entry.name) == 4 and entry.name.isascii() and entry.name.isdigit():
+                subfolders.append(entry.name)
+            else:
+                self.warnings.warn(
+                    f"{folder}/{entry.name[:100]}",
+                    "ignoring folder %s in %s: not an MMSS folder",
+                    _shown(entry.name),
+                    folder,
+                )
+        for sub in sorted(subfolders, reverse=True):
+            await self.scan_folder(client, f"{folder}/{sub}", start, end)
+
+    async def scan_folder(
+        self, client: FTPClient, path: str, start: datetime | None, end: datetime | None
+    ) -> None:
+        """List one ``MMSS`` folder, streaming: record what it shows, offer what is due."""
+        batch: list[ListedFile] = []
+        try:
+            async for entry in client.iter_dir(path):
+                name = None if entry.is_dir else self.accept(entry.name, path)
+                if name is not None and in_range(name.time, start, end):
+                    batch.append(ListedFile(name, f"{path}/{entry.name}", entry.size))
+                if len(batch) >= 500:
+                    await self._observe(batch)
+                    batch = []
+        except RemoteFileError:
+            return  # the folder went away meanwhile
+        await self._observe(batch)
+
+    async def _observe(self, batch: list[ListedFile]) -> None:
+        if batch:
+            self.offer(await asyncio.to_thread(self.db.observe_remote_files, batch))
+
+    def accept(self, raw: str, folder: str) -> BufrFileName | None:
+        """The parsed name of a wanted file, or None (bad names: one warning each per run)."""
+        c = self.config
+        if (
+            len(raw) > _MAX_NAME
+            or raw != raw.strip()
+            or ".." in raw
+            or any(ch in raw for ch in "/\\")
+            or not raw.isprintable()
+        ):
+            self.warnings.warn(
+                f"{folder}/{raw[:100]}", "ignoring hostile file name %s in %s", _shown(raw), folder
+            )
+            return None
+        parsed = BufrFileName.try_parse(raw)
+        if parsed is None or parsed.name != raw:
+            self.warnings.warn(
+                f"{folder}/{raw[:100]}",
+                "ignoring %s in %s: not a <RADAR>_<STRATEGY>_<VOLNR>_<FIELD>_"
+                "<YYYYMMDDTHHMMSSZ>.BUFR file name",
+                _shown(raw),
+                folder,
+            )
+            return None
+        if parsed.radar != c.radar_code:
+            logger.debug("skipping %s: radar %s is not %s", raw, parsed.radar, c.radar_code)
+            return None
+        fields = expected_fields(c.volume_types, parsed.strategy, parsed.volume_number)
+        if fields is None or parsed.field not in fields:
+            self.warnings.warn(
+                f"volume type {parsed.strategy}/{parsed.volume_number}/{parsed.field}",
+                "%s files of %s volume %s/%s are on the server but not in volume_types "
+                "(they are not downloaded), e.g. %s",
+                parsed.field,
+                parsed.radar,
+                parsed.strategy,
+                parsed.volume_number,
+                raw,
+            )
+            return None
+        return parsed
+
+
+def _requests_prefix(daemon_key: str) -> str:
+    return f"ftp-rescan-request:{daemon_key}:"
+
+
+def _parse_request(text: str) -> tuple[datetime, datetime] | None:
+    """A stored ``since/until`` request; None if unreadable."""
+    since, _, until = text.partition("/")
+    try:
+        return parse_iso(since), parse_iso(until)
+    except ValueError:
+        return None
+
+
+def request_rescan(
+    tracker: SQLiteStateTracker, config: DateBasedDaemonConfig, since: datetime, until: datetime
+) -> None:
+    """Ask the running download daemon of ``config`` to list ``[since, until]`` again.
+
+    The request waits in the state database; the daemon takes it at its next poll.
+    """
+    c = config
+    prefix = _requests_prefix(f"{c.radar_code}@{c.host}:{c.port}{c.remote_base_path}")
+    period = f"{format_iso(since)}/{format_iso(until)}"
+    tracker.set_checkpoint(prefix + period, period)
