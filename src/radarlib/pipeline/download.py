@@ -39,6 +39,7 @@ import os
 import random
 import ssl
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -320,6 +321,7 @@ class DateBasedFTPDaemon:
         # received files being made durable and recorded while their connection goes on
         self._finishing: set[asyncio.Task[None]] = set()
         self._finish_slots = asyncio.Semaphore(2 * self.config.max_concurrent_downloads)
+        self._disk = ThreadPoolExecutor(2 * self.config.max_concurrent_downloads, "ftp-finish")
         self._end: datetime | None = None  # this run's end date
 
     # -- public API ---------------------------------------------------------------------------
@@ -513,6 +515,7 @@ class DateBasedFTPDaemon:
                 await asyncio.wait(workers)
             if self._finishing:  # received files are finished and recorded, not dropped
                 await asyncio.wait(self._finishing)
+            self._disk.shutdown(wait=False)
             client.abort()
 
     # -- connections ----------------------------------------------------------------------------
@@ -677,7 +680,8 @@ class DateBasedFTPDaemon:
     async def _finish(self, job: _Job, received: Received) -> None:
         """Make a received file durable and whole (a worker thread), then record it."""
         try:
-            outcome = await asyncio.shield(asyncio.to_thread(received.finish))
+            loop = asyncio.get_running_loop()  # the disk's own threads: fsyncs queue there
+            outcome = await asyncio.shield(loop.run_in_executor(self._disk, received.finish))
             await self._record(job, outcome, received.final)
         except (OSError, StateError) as exc:  # our disk or database: later, no attempt spent
             await self._failed(job, exc, counted=False)
