@@ -29,6 +29,7 @@ from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from radarlib.archive import TEMPLATE_FIELDS, TIME_FIELDS, fill_static
 from radarlib.checks import check_bool, check_integer, check_number, type_name
 from radarlib.errors import ConfigError
 from radarlib.filename import parse_iso
@@ -63,7 +64,7 @@ DEFAULT_PASSWORD_ENV = "RADARLIB_FTP_PASSWORD"
 _RADAR_CODE = re.compile(r"[A-Z]{2,5}[0-9]{1,3}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SOURCE_NAME = re.compile(r"[A-Za-z0-9_-]+")
-_TEMPLATE_FIELDS = frozenset({"root", "radar"})
+_TEMPLATE_FIELDS = TEMPLATE_FIELDS
 
 Validator = Callable[[str, Any], Any]
 
@@ -149,10 +150,13 @@ def _template(key: str, value: Any) -> str:
     except ValueError as exc:
         raise ConfigError(key, f"bad template {text!r}: {exc}") from None
     unknown = names - _TEMPLATE_FIELDS
+    if key.endswith("state_db"):  # one database for all time: no dated placeholders
+        unknown |= names & set(TIME_FIELDS)
     if unknown:
-        raise ConfigError(
-            key, f"unknown placeholder {{{min(unknown)}}} in {text!r}; use {{root}}, {{radar}}"
+        allowed = "{root}, {radar}" + (
+            "" if key.endswith("state_db") else ", {year}, {month}, {day}, {hour}"
         )
+        raise ConfigError(key, f"unknown placeholder {{{min(unknown)}}} in {text!r}; use {allowed}")
     return text
 
 
@@ -324,7 +328,12 @@ class RadarSettings:
 
 @dataclass(frozen=True)
 class PathSettings:
-    """Where files live; ``{root}`` and ``{radar}`` are filled per radar."""
+    """Where files live; ``{root}`` and ``{radar}`` are filled per radar.
+
+    ``bufr_dir`` and ``netcdf_dir`` may also use ``{year}``, ``{month}``, ``{day}`` and
+    ``{hour}`` (see :mod:`radarlib.archive`): :meth:`resolve` keeps those, and the daemons
+    fill them with each volume's observation time.
+    """
 
     root: Path
     bufr_dir: str = "{root}/{radar}/bufr"
@@ -334,7 +343,7 @@ class PathSettings:
 
     def resolve(self, template: str, radar: str) -> Path:
         """The path of ``template`` for ``radar``, absolute."""
-        return Path(template.format(root=self.root, radar=radar)).expanduser().resolve()
+        return Path(fill_static(template, root=self.root, radar=radar)).expanduser().resolve()
 
     @property
     def shared_state_db(self) -> bool:
@@ -466,7 +475,18 @@ _TOP_KEYS = (
     "processing",
     "output",
     "health",
+    # operations tables, parsed by radarlib.ops_config
+    "retention",
+    "notifications",
+    "metrics",
+    "dashboard",
 )
+
+
+def _default_operations() -> Any:
+    from radarlib.ops_config import OperationsSettings
+
+    return OperationsSettings()
 
 
 @dataclass(frozen=True)
@@ -485,6 +505,8 @@ class Config:
     source_file: Path | None = None
     #: problems that do not stop a run but deserve a WARNING (e.g. an unknown field name)
     warnings: tuple[str, ...] = ()
+    #: :class:`radarlib.ops_config.OperationsSettings` (retention, notifications, metrics...)
+    operations: Any = field(default_factory=_default_operations)
 
     # -- radars and paths
 
@@ -798,6 +820,11 @@ def parse_config(
                 keys,
                 _OUTPUT_FIELDS if name == "output" else None,
             )
+    from radarlib.ops_config import OperationsSettings, parse_operations
+
+    operations = OperationsSettings()
+    with problems.collect():
+        operations = parse_operations(data, base)
     problems.raise_any()
     return Config(
         sources=sources,
@@ -813,6 +840,7 @@ def parse_config(
         health=health,
         source_file=origin,
         warnings=tuple(volume_type_warnings(volume_types)),
+        operations=operations,
     )
 
 

@@ -37,9 +37,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from radarlib.archive import base_folder, dated_folder, is_dated, recent_folders
 from radarlib.checks import check_bool, check_integer, check_number
 from radarlib.errors import ConfigError, RadarlibError, StateError, UnknownVolumeError
-from radarlib.filename import format_iso
+from radarlib.filename import format_iso, parse_iso
 from radarlib.pipeline.workers import (
     DEFAULT_CONVERTER,
     ConversionExecutor,
@@ -50,6 +51,7 @@ from radarlib.pipeline.workers import (
     WorkerDiedError,
 )
 from radarlib.state.events import wait_for_ready
+from radarlib.state.ops_rows import record_conversion_seconds
 from radarlib.volume_types import VolumeTypes, validate_volume_types, volume_type_warnings
 
 if TYPE_CHECKING:
@@ -371,7 +373,7 @@ class ProcessingDaemon:
     def _open(self) -> None:
         from radarlib.state.sqlite import SQLiteStateTracker
 
-        self.config.local_netcdf_dir.mkdir(parents=True, exist_ok=True)
+        base_folder(self.config.local_netcdf_dir).mkdir(parents=True, exist_ok=True)
         self.config.state_db.parent.mkdir(parents=True, exist_ok=True)
         self._tracker = SQLiteStateTracker(self.config.state_db)
         self._report_config_problems()
@@ -393,7 +395,12 @@ class ProcessingDaemon:
         here: a temporary file is then an orphan only once older than ``stale_claim_seconds``.
         """
         remote = self.config.executor == "dask"
-        for path in self.config.local_netcdf_dir.glob(".*.*"):
+        # a dated archive: the folders a conversion of the last days wrote into (older ones
+        # are swept by retention), plus the base folder; every format's temporaries
+        folders = {base_folder(self.config.local_netcdf_dir), *recent_folders(
+            self.config.local_netcdf_dir, self._clock(), hours=72
+        )}  # fmt: skip
+        for path in [path for folder in folders for path in folder.glob(".*.*")]:
             match = _TEMP_NC.fullmatch(path.name)
             if match is None:
                 continue
@@ -604,7 +611,7 @@ class ProcessingDaemon:
         return ConversionJob(
             volume_id=volume_id,
             files=tuple(sorted(files)),
-            output_dir=str(self.config.local_netcdf_dir),
+            output_dir=str(self._netcdf_folder(row)),
             expected_fields=expected,
             compression_level=self.config.compression_level,
             root_resources=None
@@ -616,6 +623,15 @@ class ProcessingDaemon:
             max_decoded_mb_per_file=self.config.max_decoded_mb_per_file,
             max_decoded_mb_per_volume=self.config.max_decoded_mb_per_volume,
         )
+
+    def _netcdf_folder(self, row: Mapping[str, Any]) -> Path:
+        """The output folder of a volume: ``local_netcdf_dir`` with its time placeholders filled."""
+        folder = self.config.local_netcdf_dir
+        if not is_dated(folder):
+            return folder
+        dated = dated_folder(folder, parse_iso(str(row["observation_datetime"])))
+        dated.mkdir(parents=True, exist_ok=True)
+        return dated
 
     def _warn_unknown_fields(self, files: list[str]) -> None:
         """Warn once per field name that is not in the ODIM vocabulary (and record it)."""
@@ -723,6 +739,8 @@ class ProcessingDaemon:
                 missing_fields=outcome.missing_fields,
                 bad_fields=outcome.bad_fields,
             )
+            with contextlib.suppress(Exception):  # for the metrics only; never fails a volume
+                record_conversion_seconds(tracker, volume_id, outcome.seconds)
             self._counters["volumes_processed"] += 1
             note = f", missing {','.join(outcome.missing_fields)}" if outcome.missing_fields else ""
             log.info(
