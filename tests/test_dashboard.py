@@ -164,7 +164,15 @@ def test_api_status_counts_failures_and_missing_fields(dashboard: tuple[Served, 
     )
     # the query string is ignored; the same view as `radarlib status --json`
     status, again = served.json("/api/status?radar=RMA1")
-    assert status == 200 and again["databases"] == data["databases"]
+    assert status == 200 and again["signature"] == data["signature"]
+    for snap in (data, again):  # ages tick between two requests; nothing else differs
+        for entry in snap["databases"][0]["live"].values():
+            assert entry.pop("age_seconds") > 0
+    assert again["databases"] == data["databases"]
+    live = data["databases"][0]["live"]
+    assert live["RMA5"]["newest_observation"] == "2025-11-18T12:35:00Z"
+    assert live["RMA5"]["quicklook_volume"] == DONE_ID
+    assert live["RMA1"]["timeline"] == []  # nothing in the last 24 h
 
 
 def test_page_shows_everything_escaped(dashboard: tuple[Served, Path]) -> None:
@@ -178,7 +186,7 @@ def test_page_shows_everything_escaped(dashboard: tuple[Served, Path]) -> None:
     # hostile text from the database is escaped, never markup
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quoted&quot; &#x27;x&#x27;" in page
     assert "&lt;img src=x onerror=alert(2)&gt;" in page
-    assert "<script>alert" not in page and "<img" not in page
+    assert "<script>alert" not in page and "<img src=x" not in page
     # the only script is ours, allowed by a per-response nonce in the CSP
     scripts = re.findall(r"<script([^>]*)>", page)
     assert len(scripts) == 1
@@ -331,3 +339,60 @@ def test_bad_config_and_taken_port_exit_2(tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
         )  # fmt: skip
     assert result.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_healthz_names_each_stale_or_silent_radar(tmp_path: Path) -> None:
+    two_hours_ago = datetime.now(timezone.utc) - timedelta(hours=2)
+    db = build_db(tmp_path / "state.db", downloaded_at=two_hours_ago)
+    args = ("--db", str(db), "--radar", "RMA1", "--radar", "RMA5", "--radar", "RMA9")
+    served = serve(tmp_path, *args, "--max-age", "15")
+    try:
+        status, report = served.json("/healthz")
+        assert status == 503
+        reasons = report["reasons"]
+        assert len(reasons) == 3
+        assert reasons[0] == "RMA1: newest file downloaded 120 min ago (limit 15 min)"
+        assert reasons[1] == "RMA5: newest file downloaded 120 min ago (limit 15 min)"
+        assert reasons[2] == "RMA9: has never downloaded anything"
+        by_radar = {r["radar"]: r for r in report["databases"][0]["radars"]}
+        assert by_radar["RMA1"]["age_minutes"] == pytest.approx(120, abs=1)
+        assert not by_radar["RMA1"]["healthy"] and by_radar["RMA1"]["last_download"]
+        assert report["max_age_minutes"] == 15
+    finally:
+        assert served.stop() == 0
+    lenient = serve(tmp_path, "--db", str(db), "--max-age", "180")
+    try:
+        status, report = lenient.json("/healthz")
+        radars = report["databases"][0]["radars"]
+        assert status == 200 and [r["healthy"] for r in radars] == [True, True]
+    finally:
+        assert lenient.stop() == 0
+
+
+def test_token_is_required_off_loopback_and_checked_when_set(tmp_path: Path) -> None:
+    db = build_db(tmp_path / "state.db")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RADARLIB_")}
+    refused = subprocess.run(
+        [sys.executable, "-m", "radarlib", "dashboard", "--db", str(db), "--host", "0.0.0.0",
+         "--port", "0"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "$RADARLIB_DASHBOARD_TOKEN" in refused.stderr
+    token = "t0ken-from-the-environment"
+    served = serve(tmp_path, "--db", str(db), env={"RADARLIB_DASHBOARD_TOKEN": token})
+    try:
+        for path in ("/", "/api/status", "/metrics", "/quicklook/RMA5.png"):
+            status, headers, _ = served.get(path)
+            assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer"), path
+        assert served.get("/?token=wrong")[0] == 401
+        assert served.get("/healthz")[0] == 200  # for load balancers and monitors
+        status, _, page = served.get(f"/?token={token}")
+        assert status == 200 and b"RMA5" in page
+        request = urllib.request.Request(
+            served.url + "api/status", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert json.loads(answer.read())["databases"][0]["radars"]
+        assert token not in served.stderr.read_text()
+    finally:
+        assert served.stop() == 0

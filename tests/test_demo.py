@@ -125,3 +125,22 @@ def test_demo_writes_nothing_into_the_repository(run: tuple[Path, str, str]) -> 
         capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
     assert ".BUFR" not in status.stdout and ".nc\n" not in status.stdout
+
+
+def test_dashboard_url_shown_and_metrics_scrape_left(run: tuple[Path, str, str]) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out, stdout, _ = run
+    assert re.search(r"^dashboard: http://127\.0\.0\.1:\d+/ ", stdout, re.M)
+    assert "metrics (Prometheus scrape): " in stdout
+    families = {
+        f.name: f for f in text_string_to_metric_families((out / "metrics.txt").read_text())
+    }
+    completed = {
+        s.labels["radar"]: s.value
+        for s in families["radarlib_volumes"].samples
+        if s.labels["status"] == "completed"
+    }
+    assert completed["RMA11"] == 2 and completed["RMA1"] == 1 and completed["AR5"] == 1
+    durations = families["radarlib_conversion_duration_seconds"].samples
+    assert sum(s.value for s in durations if s.name.endswith("_count")) == 5

@@ -13,7 +13,6 @@ from radarlib.pipeline.download import PASSWORD_ENV
 from radarlib.pipeline.scan import (
     Coverage,
     advance_coverage,
-    day_dir,
     floor_hour,
     hour_dir,
     hours_to_list,
@@ -30,7 +29,6 @@ H = timedelta(hours=1)
 def test_floor_hour_and_folders() -> None:
     assert floor_hour(T) == datetime(2025, 10, 20, 15, tzinfo=UTC)
     assert hour_dir("/L2/", "RMA11", T) == "/L2/RMA11/2025/10/20/15"
-    assert day_dir("/L2", "RMA11", T) == "/L2/RMA11/2025/10/20"
     with pytest.raises(ValueError, match="naive"):
         floor_hour(datetime(2025, 1, 1))
 
@@ -176,3 +174,35 @@ def test_password_from_environment_never_shown(
     assert _config(tmp_path, password="x").resolved_password() == "x"
     monkeypatch.delenv(PASSWORD_ENV)
     assert _config(tmp_path).resolved_password() == "anonymous@"
+
+
+def test_deep_rescan_walks_back_a_slice_per_poll_then_waits_for_the_next_pass() -> None:
+    from radarlib.pipeline.scan import RescanCursor
+
+    now = datetime(2025, 10, 20, 12, 0, tzinfo=timezone.utc)
+    newest = now - timedelta(hours=3)
+    cursor = RescanCursor.parse(None)
+    seen: list[datetime] = []
+    for poll in range(30):  # 2 days back (46 hours), a pass an hour at a 60 s poll: 1 a poll
+        hours, cursor = cursor.advance(
+            now=now + timedelta(seconds=60 * poll),
+            newest=newest,
+            days=2,
+            interval=3600,
+            poll=60,
+        )
+        seen += hours
+    assert seen[0] == newest and seen == sorted(seen, reverse=True)
+    assert len(seen) == 30 and cursor.next_hour == newest - timedelta(hours=30)
+    assert RescanCursor.parse(cursor.format()) == cursor
+    # the end of the window: the pass is over until an interval after it began
+    oldest = now - timedelta(days=2)
+    far = RescanCursor(oldest, now)
+    hours, done = far.advance(now=now, newest=newest, days=2, interval=3600, poll=60)
+    assert hours == [oldest] and done.next_hour is None
+    assert done.advance(now=now + timedelta(minutes=30), newest=newest, days=2,
+                        interval=3600, poll=60)[0] == []  # fmt: skip
+    again, _ = done.advance(now=now + timedelta(hours=1), newest=newest, days=2,
+                            interval=3600, poll=60)  # fmt: skip
+    assert again == [newest]
+    assert RescanCursor.parse("garbage") == RescanCursor()

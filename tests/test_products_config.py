@@ -8,7 +8,7 @@ from pathlib import Path
 import netCDF4
 import pytest
 
-from radarlib.config import load_config
+from radarlib.config import ConfigErrors, load_config
 from radarlib.errors import ConfigError
 from radarlib.pipeline.supervisor import Pipeline
 from radarlib.pipeline.workers import ConversionJob, run_job
@@ -77,6 +77,11 @@ def test_qc_and_products_tables_per_radar(tmp_path: Path) -> None:
         ("[products]\nppi_sweeps = 'all'\n", "products.ppi_sweeps"),
         ("[products]\nresolution_km = 0\n", "products.resolution_km"),
         ("[products]\nenable = true\n", "products.enable"),
+        ("[processing]\nqc = {}\n", "processing.qc"),  # set from [qc], not a [processing] key
+        (
+            "[products]\nenabled = true\n[output]\nformats = ['odim', 'cfradial']\n",
+            "output.formats",
+        ),
     ],
 )
 def test_bad_values_fail_at_load_naming_the_key(tmp_path: Path, extra: str, key: str) -> None:
@@ -93,3 +98,12 @@ def test_worker_job_applies_the_configured_qc(rma11_dir: Path, tmp_path: Path) -
     with netCDF4.Dataset(outcome.netcdf_path) as ds:
         assert "DBZH_QC_FLAGS" in ds.variables and "DBZH_QC" not in ds.variables
         assert ds.qc_output == "flags" and "speckle applied" in ds.qc_steps
+
+
+def test_qc_and_product_problems_are_reported_with_the_others(tmp_path: Path) -> None:
+    """One load lists every problem: [qc] and [products] ones beside the daemon tables', once."""
+    extra = "[processing]\nmax_attempts = 0\n[qc]\nbogus = 1\n[products]\nring_km = -1\n"
+    with pytest.raises(ConfigErrors) as info:
+        load_config(_config(tmp_path, extra))
+    keys = [problem.key for problem in info.value.problems]
+    assert sorted(keys) == ["processing.max_attempts", "products.ring_km", "qc.bogus"]

@@ -287,3 +287,25 @@ def test_convert_refuses_a_mismatched_volume_and_writes_nothing(tmp_path: Path) 
     with pytest.raises(QCError, match="station ids say RMA1"):
         convert_volume(moved, out, options=ConvertOptions(qc=QCConfig()))
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_qc_fields_reach_every_output_format(rma11_dir: Path, tmp_path: Path) -> None:
+    """The QC'd copy and the QC record are written in ODIM_H5 and CfRadial 2.1 too."""
+    import h5py
+
+    files = sorted(rma11_dir.glob("RMA11_0315_01_*.BUFR"))
+    options = ConvertOptions(qc=QCConfig(), formats=("cfradial", "odim", "cfradial2"))
+    result = convert_volume(files, tmp_path, options=options)
+    assert set(result.paths) == {"cfradial", "odim", "cfradial2"}
+    assert "DBZH_QC" not in result.fields  # the result lists the volume's own fields
+    with h5py.File(result.paths["odim"], "r") as h5:
+        quantities = {
+            h5[f"dataset1/{name}/what"].attrs["quantity"].decode()
+            for name in h5["dataset1"]
+            if name.startswith("data")
+        }
+    assert {"DBZH", "DBZH_QC"} <= quantities
+    with netCDF4.Dataset(result.paths["cfradial2"]) as nc:
+        assert "speckle applied" in nc.qc_steps
+        sweep = nc.groups[sorted(g for g in nc.groups if g.startswith("sweep"))[0]]
+        assert "DBZH_QC" in sweep.variables

@@ -29,6 +29,7 @@ from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from radarlib.archive import TEMPLATE_FIELDS, TIME_FIELDS, fill_static
 from radarlib.checks import check_bool, check_integer, check_number, type_name
 from radarlib.errors import ConfigError
 from radarlib.filename import parse_iso
@@ -63,7 +64,7 @@ DEFAULT_PASSWORD_ENV = "RADARLIB_FTP_PASSWORD"
 _RADAR_CODE = re.compile(r"[A-Z]{2,5}[0-9]{1,3}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SOURCE_NAME = re.compile(r"[A-Za-z0-9_-]+")
-_TEMPLATE_FIELDS = frozenset({"root", "radar"})
+_TEMPLATE_FIELDS = TEMPLATE_FIELDS
 
 Validator = Callable[[str, Any], Any]
 
@@ -149,10 +150,13 @@ def _template(key: str, value: Any) -> str:
     except ValueError as exc:
         raise ConfigError(key, f"bad template {text!r}: {exc}") from None
     unknown = names - _TEMPLATE_FIELDS
+    if key.endswith("state_db"):  # one database for all time: no dated placeholders
+        unknown |= names & set(TIME_FIELDS)
     if unknown:
-        raise ConfigError(
-            key, f"unknown placeholder {{{min(unknown)}}} in {text!r}; use {{root}}, {{radar}}"
+        allowed = "{root}, {radar}" + (
+            "" if key.endswith("state_db") else ", {year}, {month}, {day}, {hour}"
         )
+        raise ConfigError(key, f"unknown placeholder {{{min(unknown)}}} in {text!r}; use {allowed}")
     return text
 
 
@@ -240,7 +244,12 @@ def _daemon_keys_of(cls: type, elsewhere: frozenset[str]) -> tuple[str, ...]:
 
 
 def _read_daemon_table(
-    prefix: str, data: Any, cls: type, placeholders: Mapping[str, Any], keys: tuple[str, ...]
+    prefix: str,
+    data: Any,
+    cls: type,
+    placeholders: Mapping[str, Any],
+    keys: tuple[str, ...],
+    fields: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Check a ``[download]``/``[processing]``/``[output]`` table with the daemon config itself.
 
@@ -248,8 +257,11 @@ def _read_daemon_table(
     ``placeholders``), so types, bounds, choices and the checks that join several keys are
     those of the dataclass's own ``__post_init__``, in one place. A refused key is reported
     and left out, and the rest is checked again, so every bad key of the table is reported.
+    ``fields`` names the field of a key whose name differs (``formats`` -> ``output_formats``).
     """
     table = _table(prefix, data)
+    to_field = dict(fields or {})
+    to_key = {field_name: key for key, field_name in to_field.items()}
     problems = _Problems()
     values: dict[str, Any] = {}
     for name, value in table.items():
@@ -264,15 +276,16 @@ def _read_daemon_table(
     refused: set[str] = set()
     while True:
         try:
-            cls(**placeholders, **values)
+            cls(**placeholders, **{to_field.get(k, k): v for k, v in values.items()})
         except ConfigError as exc:
-            if exc.key in refused:
+            key = to_key.get(exc.key, exc.key)
+            if key in refused:
                 break  # a consequence of a key already reported (left out)
-            refused.add(exc.key)
-            problems.add(ConfigError(_join(prefix, exc.key), exc.problem))
-            if exc.key not in values:
+            refused.add(key)
+            problems.add(ConfigError(_join(prefix, key), exc.problem))
+            if key not in values:
                 break  # a key this table lacks (e.g. dask_scheduler for executor = "dask")
-            del values[exc.key]
+            del values[key]
             continue
         break
     problems.raise_any()
@@ -309,11 +322,18 @@ class RadarSettings:
     start_date: datetime
     end_date: datetime | None = None
     enabled: bool = True
+    #: this radar's output formats; None = the [output] formats (default: CF/Radial only)
+    output_formats: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
 class PathSettings:
-    """Where files live; ``{root}`` and ``{radar}`` are filled per radar."""
+    """Where files live; ``{root}`` and ``{radar}`` are filled per radar.
+
+    ``bufr_dir`` and ``netcdf_dir`` may also use ``{year}``, ``{month}``, ``{day}`` and
+    ``{hour}`` (see :mod:`radarlib.archive`): :meth:`resolve` keeps those, and the daemons
+    fill them with each volume's observation time.
+    """
 
     root: Path
     bufr_dir: str = "{root}/{radar}/bufr"
@@ -323,7 +343,7 @@ class PathSettings:
 
     def resolve(self, template: str, radar: str) -> Path:
         """The path of ``template`` for ``radar``, absolute."""
-        return Path(template.format(root=self.root, radar=radar)).expanduser().resolve()
+        return Path(fill_static(template, root=self.root, radar=radar)).expanduser().resolve()
 
     @property
     def shared_state_db(self) -> bool:
@@ -361,10 +381,14 @@ _DOWNLOAD_ELSEWHERE = frozenset(
 _PROCESSING_ELSEWHERE = frozenset(
     {
         "local_bufr_dir", "local_netcdf_dir", "state_db", "volume_types", "radar_name",
-        "radar_code", "root_resources", "worker_id", "compression_level", "qc",
+        "radar_code", "root_resources", "worker_id", "compression_level", "output_formats",
+        "qc",
     }
 )  # fmt: skip
-_OUTPUT_KEYS = ("compression_level",)
+#: the [output] keys and the ProcessingDaemonConfig field each one sets; a radar's
+#: ``output_formats`` ([[radars]]) replaces ``formats`` for that radar
+_OUTPUT_FIELDS = {"compression_level": "compression_level", "formats": "output_formats"}
+_OUTPUT_KEYS = tuple(_OUTPUT_FIELDS)
 
 
 def _download_class() -> tuple[type, dict[str, Any], tuple[str, ...]]:
@@ -399,6 +423,13 @@ def _processing_class() -> tuple[type, dict[str, Any], tuple[str, ...]]:
     )
 
 
+def _formats(key: str, value: Any) -> tuple[str, ...]:
+    """A list of output formats, checked where the daemon config checks its own."""
+    from radarlib.export import parse_formats
+
+    return parse_formats(value, key)
+
+
 _TIMEOUT_KEYS = ("connect_timeout", "command_timeout", "data_timeout")
 _SOURCE_KEYS: dict[str, Validator] = {
     "host": _text,
@@ -417,6 +448,7 @@ _RADAR_KEYS: dict[str, Validator] = {
     "start_date": _datetime,
     "end_date": _datetime,
     "enabled": _bool,
+    "output_formats": _formats,
 }
 _PATH_KEYS: dict[str, Validator] = {
     "root": _text,
@@ -444,9 +476,21 @@ _TOP_KEYS = (
     "processing",
     "output",
     "health",
+    # operations tables, parsed by radarlib.ops_config
+    "retention",
+    "notifications",
+    "metrics",
+    "dashboard",
+    # quality control and products, parsed by radarlib.qc and radarlib.products.settings
     "qc",
     "products",
 )
+
+
+def _default_operations() -> Any:
+    from radarlib.ops_config import OperationsSettings
+
+    return OperationsSettings()
 
 
 @dataclass(frozen=True)
@@ -469,6 +513,8 @@ class Config:
     source_file: Path | None = None
     #: problems that do not stop a run but deserve a WARNING (e.g. an unknown field name)
     warnings: tuple[str, ...] = ()
+    #: :class:`radarlib.ops_config.OperationsSettings` (retention, notifications, metrics...)
+    operations: Any = field(default_factory=_default_operations)
 
     # -- radars and paths
 
@@ -539,6 +585,9 @@ class Config:
         from radarlib.pipeline.processing import ProcessingDaemonConfig
 
         radar = self.radar(code)
+        output = {_OUTPUT_FIELDS[key]: value for key, value in self.output.items()}
+        if radar.output_formats is not None:
+            output["output_formats"] = radar.output_formats
         processing_keys = _processing_class()[2]
         with _daemon_keys("processing", processing_keys, "output", _OUTPUT_KEYS):
             return ProcessingDaemonConfig(
@@ -549,7 +598,7 @@ class Config:
                 radar_code=radar.code,
                 root_resources=self.paths.root_resources,
                 **self.processing,
-                **self.output,
+                **output,
                 **({"qc": self.qc_config(code).to_mapping()} if self.qc is not None else {}),
             )
 
@@ -569,6 +618,22 @@ class Config:
 
         base = self.source_file.parent if self.source_file is not None else Path(".")
         return product_settings_from_mapping(self.products, self.radar(code).code, base_dir=base)
+
+    def check_products_input(self, code: str) -> None:
+        """Products read the CF/Radial file: with products on, it must be the first format."""
+        if not self.product_settings(code).enabled:
+            return
+        radar = self.radar(code)
+        formats = radar.output_formats or self.output.get("formats") or ("cfradial",)
+        if formats[0] == "cfradial":
+            return
+        key = "output.formats"
+        if radar.output_formats is not None:
+            key = f"radars[{self.radars.index(radar)}].output_formats"
+        raise ConfigError(
+            key,
+            f'products are read from the CF/Radial file: put "cfradial" first, not {list(formats)}',
+        )
 
     def products_dir(self, code: str) -> Path:
         """Where ``code``'s products go: ``products.output_dir``, else beside its NetCDF folder."""
@@ -710,7 +775,14 @@ def _parse_radar(
     end = values.get("end_date")
     if end is not None and end <= values["start_date"]:
         raise ConfigError(f"{prefix}.end_date", "must be later than start_date")
-    return RadarSettings(code, source, values["start_date"], end, values.get("enabled", True))
+    return RadarSettings(
+        code,
+        source,
+        values["start_date"],
+        end,
+        values.get("enabled", True),
+        values.get("output_formats"),
+    )
 
 
 def _base_path(text: str, base_dir: Path) -> Path:
@@ -800,7 +872,19 @@ def parse_config(
     ):
         tables[name] = {}
         with problems.collect():
-            tables[name] = _read_daemon_table(name, data.get(name, {}), cls, placeholders, keys)
+            tables[name] = _read_daemon_table(
+                name,
+                data.get(name, {}),
+                cls,
+                placeholders,
+                keys,
+                _OUTPUT_FIELDS if name == "output" else None,
+            )
+    from radarlib.ops_config import OperationsSettings, parse_operations
+
+    operations = OperationsSettings()
+    with problems.collect():
+        operations = parse_operations(data, base)
     qc: dict[str, Any] | None = None
     products: dict[str, Any] = {}
     with problems.collect():
@@ -823,11 +907,12 @@ def parse_config(
         health=health,
         source_file=origin,
         warnings=tuple(volume_type_warnings(volume_types)),
+        operations=operations,
     )
     # a bad [qc] / [products] value fails at load time, naming its key (once, not per radar)
     seen: set[str] = set()
     for radar in radars:
-        for check in (config.qc_config, config.product_settings):
+        for check in (config.qc_config, config.product_settings, config.check_products_input):
             try:
                 check(radar.code)
             except ConfigError as exc:

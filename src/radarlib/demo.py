@@ -10,7 +10,9 @@ layout ``/L2/<RADAR>/<YYYY>/<MM>/<DD>/<HH>/<MMSS>/``, add the real sample files 
 repository), serve the tree with aioftp's server on 127.0.0.1 (a thread of its own, random
 password handed over through an environment variable), write a ``radarlib.toml`` for it and
 run the same :class:`~radarlib.pipeline.supervisor.Pipeline` as ``radarlib run`` until every
-volume has an outcome. Then print a table of the volumes and draw a quicklook PNG of DBZH.
+volume has an outcome, with the dashboard served on a free loopback port (its URL is
+printed). Then print a table of the volumes, draw a quicklook PNG of DBZH and save a
+Prometheus scrape of the dashboard's ``/metrics`` as ``metrics.txt``.
 """
 
 from __future__ import annotations
@@ -315,6 +317,8 @@ class DemoReport:
     errors: list[str] = field(default_factory=list)
     #: the COLMAX image of the quicklook's volume (radarlib.products)
     colmax: Path | None = None
+    #: a Prometheus scrape of the dashboard's /metrics at the end of the run
+    metrics: Path | None = None
 
     @property
     def ok(self) -> bool:
@@ -496,6 +500,7 @@ def _prepare(output: Path) -> None:
     for pattern in ("quicklook_*.png", "colmax_*.png"):
         for old in output.glob(pattern) if output.exists() else ():
             old.unlink()
+    (output / "metrics.txt").unlink(missing_ok=True)
     output.mkdir(parents=True, exist_ok=True)
     (output / _MARKER).write_text("made by radarlib demo; safe to delete\n")
 
@@ -567,6 +572,7 @@ async def _run(
         if daemon_log.getEffectiveLevel() > logging.INFO:
             daemon_log.setLevel(logging.INFO)
         logging.getLogger("aioftp.server").setLevel(logging.CRITICAL)  # client hang-ups
+        board = _start_dashboard(config, out)
         try:
             code = await run_pipeline(pipeline, watcher=progress.watch)
         finally:
@@ -590,8 +596,41 @@ async def _run(
         png = output / f"quicklook_{chosen.stem}.png"
         report.quicklook = await asyncio.to_thread(quicklook, chosen, png)
         report.colmax = await asyncio.to_thread(_colmax_png, chosen, output)
+    if board is not None:
+        try:
+            report.metrics = await asyncio.to_thread(_scrape_metrics, board.url, output)
+        finally:
+            await asyncio.to_thread(board.stop)
     report.elapsed = time.monotonic() - started
     return report
+
+
+def _start_dashboard(config: Any, out: TextIO) -> Any:
+    """The dashboard of the demo's database on a free loopback port (None if it cannot bind)."""
+    from radarlib.dashboard import Dashboard, DashboardSettings
+    from radarlib.metrics import config_targets
+
+    board = Dashboard(
+        DashboardSettings(targets=tuple(config_targets(config)), port=0, refresh_seconds=2)
+    )
+    try:
+        board.start()
+    except OSError as exc:
+        out.write(f"dashboard not started: {exc}\n")
+        return None
+    out.write(f"dashboard: {board.url} (while the demo runs; `radarlib dashboard` after)\n")
+    return board
+
+
+def _scrape_metrics(url: str, output: Path) -> Path:
+    """Save one Prometheus scrape of the dashboard's ``/metrics`` as ``<output>/metrics.txt``."""
+    import urllib.request
+
+    with urllib.request.urlopen(url + "metrics", timeout=30) as answer:
+        text = answer.read()
+    target = output / "metrics.txt"
+    target.write_bytes(text)
+    return target
 
 
 def run_demo(
@@ -622,6 +661,8 @@ def run_demo(
         "its start-up)\n\n"
     )
     stream.write(f"{len(report.netcdf_files)} NetCDF file(s) under {_relative(output / 'data')}\n")
+    if report.metrics is not None:
+        stream.write(f"metrics (Prometheus scrape): {_relative(report.metrics)}\n")
     if report.quicklook is not None:
         stream.write(f"quicklook: {_relative(report.quicklook)}\n")
         if report.colmax is not None:

@@ -3,19 +3,25 @@
     radarlib dashboard --config radarlib.toml [--host 127.0.0.1] [--port 8080]
     radarlib dashboard --db /srv/radarlib/state.db [--db other.db] [--radar RMA1]
                        [--refresh 30] [--limit 10] [--max-download-age 900]
+                       [--max-age 15] [--token-env RADARLIB_DASHBOARD_TOKEN]
 
-Serves ``/`` (HTML, refreshes itself), ``/api/status`` (JSON, as ``radarlib status --json``)
-and ``/healthz`` (200, or 503 with the reasons when a state database cannot be read or, with
-``--max-download-age``, its newest download is older than that many seconds). It listens on
-127.0.0.1 by default: to reach it from elsewhere put a reverse proxy (with authentication)
-in front rather than binding a public address. ``--port 0`` picks a free port. The bound URL
-is printed on stdout. SIGINT/SIGTERM stop it, exit code 0; 2 when the config cannot be read
-or the address cannot be bound.
+Serves ``/`` (HTML, updates itself), ``/api/status`` (JSON, as ``radarlib status --json``),
+``/metrics`` (Prometheus), ``/quicklook/<RADAR>.png`` and ``/healthz`` (200, or 503 with the
+reasons when a state database cannot be read, with ``--max-download-age`` its newest download
+is older than that many seconds, or with ``--max-age`` (or a config's ``[health]``) a radar's
+newest download is older than that many minutes or it has none, by
+:func:`radarlib.status.healthz`). It listens on 127.0.0.1 by default; binding another
+address needs a token (``$RADARLIB_DASHBOARD_TOKEN`` or ``--token-env``), which every route
+but ``/healthz`` then requires. ``--port 0`` picks a free port. The bound URL is printed on
+stdout. SIGINT/SIGTERM stop it, exit code 0; 2 when the config cannot be read, the address
+cannot be bound or a token is missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import os
 import signal
 import sys
 import threading
@@ -52,17 +58,42 @@ def _bounded(low: int, high: int | None = None) -> Callable[[str], int]:
     return check
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _handle(args: argparse.Namespace) -> int:
     from radarlib.dashboard import Dashboard, DashboardSettings
     from radarlib.logsetup import setup_logging
     from radarlib.status import status_targets
 
     setup_logging(args.log_level)
+    max_age: float | None = args.max_age
+    token_env = args.token_env or "RADARLIB_DASHBOARD_TOKEN"
     try:
         targets = status_targets(args.config, args.db or [], args.radar)
         health = status_targets(args.config, args.db or [], args.radar, enabled_only=True)
+        if args.config:
+            from radarlib.config import load_config
+
+            config = load_config(args.config, resolve_secrets=False)
+            if max_age is None:
+                max_age = config.health.max_age_minutes
+            token_env = args.token_env or config.operations.dashboard.token_env
     except RadarlibError as exc:
         print(f"radarlib dashboard: {exc}", file=sys.stderr)
+        return 2
+    token = os.environ.get(token_env) or None
+    if token is None and not _loopback(args.host):
+        print(
+            f"radarlib dashboard: {args.host} is not a loopback address: set a token in "
+            f"${token_env} (clients send 'Authorization: Bearer <token>'), or bind 127.0.0.1 "
+            "behind a reverse proxy",
+            file=sys.stderr,
+        )
         return 2
     settings = DashboardSettings(
         targets=tuple(targets),
@@ -72,6 +103,8 @@ def _handle(args: argparse.Namespace) -> int:
         refresh_seconds=args.refresh,
         limit=args.limit,
         max_download_age=args.max_download_age,
+        max_age_minutes=max_age,
+        token=token,
     )
     dashboard = Dashboard(settings)
     try:
@@ -121,6 +154,16 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--max-download-age", type=_seconds, metavar="SECONDS",
         help="/healthz fails when a database's newest download is older than this",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-age", type=_seconds, metavar="MINUTES",
+        help="/healthz fails naming each radar whose newest download is older than this, or "
+        "that has none (default with --config: [health] max_age_minutes, 30)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--token-env", metavar="NAME",
+        help="environment variable holding the access token (default RADARLIB_DASHBOARD_TOKEN);"
+        " required to bind an address other than loopback",
     )  # fmt: skip
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],

@@ -5,7 +5,9 @@
 Serves synthetic volumes of two radars (plus the real samples in ../shared/data/bufr when
 that folder exists) on 127.0.0.1, downloads and converts them with the same daemons as
 ``radarlib run``, prints progress, a table of the volumes (radar, time, fields, status,
-NetCDF path, seconds) and writes a quicklook PNG of DBZH. Exit code 0 when every volume
+NetCDF path, seconds) and writes a quicklook PNG of DBZH. While it runs, the dashboard is
+served on a free 127.0.0.1 port (the URL is printed); at the end one scrape of its
+``/metrics`` is saved as ``metrics.txt`` in the output folder. Exit code 0 when every volume
 was written.
 """
 

@@ -11,6 +11,8 @@ stopped and the command exits 1; a configuration it refuses before starting exit
 Transient trouble (network, full disk, busy database) is retried inside the daemons.
 ``--only`` runs one kind of daemon, so downloads and processing can live in separate
 processes (or hosts) on a shared state DB; ``--only processing`` needs no FTP password.
+Beside the daemons it runs the config's housekeeping (radarlib.operations): retention every
+``retention.interval_minutes``, notifications, and ``/metrics`` when ``metrics.listen`` is set.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from radarlib.cli import add_command
 from radarlib.config import Config, load_config
 from radarlib.errors import ConfigError
 from radarlib.logsetup import setup_logging
+from radarlib.operations import watcher
 from radarlib.pipeline.supervisor import EXIT_CONFIG, Pipeline, Role, run_pipeline
 
 __all__ = ["add_logging_arguments", "register"]
@@ -66,10 +69,11 @@ def _handle(args: argparse.Namespace) -> int:
             logging.getLogger("radarlib.run").warning("configuration: %s", warning)
     try:
         pipeline = Pipeline(config, radars=args.radar, roles=roles)
+        housekeeping = watcher(config)  # retention, notifications, metrics (radarlib.operations)
     except ConfigError as exc:
         print(f"radarlib run: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    return asyncio.run(run_pipeline(pipeline))
+    return asyncio.run(run_pipeline(pipeline, watcher=housekeeping))
 
 
 def register(subparsers: Any) -> None:

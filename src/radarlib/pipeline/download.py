@@ -39,11 +39,13 @@ import os
 import random
 import ssl
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from radarlib.archive import base_folder, dated_folder, is_dated
 from radarlib.checks import check_aware, check_bool, check_integer, check_number
 from radarlib.errors import (
     ConfigError,
@@ -200,6 +202,18 @@ class DateBasedDaemonConfig:
             raise ConfigError(
                 "local_layout", f"must be 'flat' or 'date', got {self.local_layout!r}"
             )
+        try:
+            dated = is_dated(self.local_download_dir)
+        except ValueError as exc:
+            raise ConfigError(
+                "local_download_dir", f"bad template {str(self.local_download_dir)!r}: {exc}"
+            ) from None
+        if dated and self.local_layout == "date":
+            raise ConfigError(
+                "local_layout",
+                f"'date' and the dated local_download_dir {str(self.local_download_dir)!r} "
+                "both split the folder by time: keep one",
+            )
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The verifying TLS context for ``use_tls`` (None without TLS); ConfigError if unusable."""
@@ -287,7 +301,9 @@ class DateBasedFTPDaemon:
         self._stop_event: asyncio.Event | None = None
         self._ssl_context: ssl.SSLContext | None = None
         self._lister: RemoteLister | None = None  # made when a run has its database
-        self._root = c.local_download_dir
+        # the download root (a dated template's base folder) and, under it, the dated rest
+        self._root = base_folder(c.local_download_dir)
+        self._dated: Path | None = None
         self._new_run()
 
     def _new_run(self) -> None:
@@ -305,6 +321,7 @@ class DateBasedFTPDaemon:
         # received files being made durable and recorded while their connection goes on
         self._finishing: set[asyncio.Task[None]] = set()
         self._finish_slots = asyncio.Semaphore(2 * self.config.max_concurrent_downloads)
+        self._disk = ThreadPoolExecutor(2 * self.config.max_concurrent_downloads, "ftp-finish")
         self._end: datetime | None = None  # this run's end date
 
     # -- public API ---------------------------------------------------------------------------
@@ -439,8 +456,14 @@ class DateBasedFTPDaemon:
                     await asyncio.to_thread(tracker.close)
 
     def _prepare_root(self) -> Path:
-        self.config.local_download_dir.mkdir(parents=True, exist_ok=True)
-        return self.config.local_download_dir.resolve()
+        """Create the download root (a dated template's base folder) and return it resolved."""
+        template = self.config.local_download_dir
+        base = base_folder(template)
+        base.mkdir(parents=True, exist_ok=True)
+        root = base.resolve()
+        if is_dated(template):  # the placeholder parts, kept as written (braces escaped)
+            self._dated = Path(*template.parts[len(base.parts) :])
+        return root
 
     def _db(self) -> SQLiteStateTracker:
         if self._tracker is None:
@@ -492,6 +515,7 @@ class DateBasedFTPDaemon:
                 await asyncio.wait(workers)
             if self._finishing:  # received files are finished and recorded, not dropped
                 await asyncio.wait(self._finishing)
+            self._disk.shutdown(wait=False)
             client.abort()
 
     # -- connections ----------------------------------------------------------------------------
@@ -656,7 +680,8 @@ class DateBasedFTPDaemon:
     async def _finish(self, job: _Job, received: Received) -> None:
         """Make a received file durable and whole (a worker thread), then record it."""
         try:
-            outcome = await asyncio.shield(asyncio.to_thread(received.finish))
+            loop = asyncio.get_running_loop()  # the disk's own threads: fsyncs queue there
+            outcome = await asyncio.shield(loop.run_in_executor(self._disk, received.finish))
             await self._record(job, outcome, received.final)
         except (OSError, StateError) as exc:  # our disk or database: later, no attempt spent
             await self._failed(job, exc, counted=False)
@@ -665,9 +690,15 @@ class DateBasedFTPDaemon:
             self._done_with(job)
 
     def _final_path(self, name: BufrFileName) -> Path:
-        """The file's final local path, its folder created; never outside the download folder."""
+        """The file's final local path, its folder created; never outside the download folder.
+
+        With a dated ``local_download_dir`` the folder is the template filled with the file's
+        observation time (UTC), under the download root.
+        """
         folder = self._root
-        if self.config.local_layout == "date":
+        if self._dated is not None:
+            folder = folder / dated_folder(self._dated, name.time)
+        elif self.config.local_layout == "date":
             folder = folder / name.radar / f"{name.time:%Y}" / f"{name.time:%m}" / f"{name.time:%d}"
         for _ in range(2):  # checked before mkdir (nothing made outside) and after it
             resolved = folder.resolve()

@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import socket
 import time
 import traceback
@@ -36,9 +37,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from radarlib.archive import base_folder, dated_folder, is_dated, recent_folders
 from radarlib.checks import check_bool, check_integer, check_number
 from radarlib.errors import ConfigError, RadarlibError, StateError, UnknownVolumeError
-from radarlib.filename import format_iso
+from radarlib.filename import format_iso, parse_iso
 from radarlib.pipeline.workers import (
     DEFAULT_CONVERTER,
     ConversionExecutor,
@@ -49,6 +51,7 @@ from radarlib.pipeline.workers import (
     WorkerDiedError,
 )
 from radarlib.state.events import announce_ready, wait_for_ready
+from radarlib.state.ops_rows import record_conversion_seconds
 from radarlib.volume_types import VolumeTypes, validate_volume_types, volume_type_warnings
 
 if TYPE_CHECKING:
@@ -59,8 +62,9 @@ __all__ = ["ProcessingDaemon", "ProcessingDaemonConfig", "default_worker_id"]
 log = logging.getLogger(__name__)
 
 _RADAR = re.compile(r"[A-Z]{2,5}[0-9]{1,3}")
-#: the converter's atomic-write temporary file: ``.<name>.nc.<pid>.<random>.tmp``
-_TEMP_NC = re.compile(r"\.(?P<name>.+\.nc)\.(?P<pid>[0-9]+)\.[0-9a-f]+\.tmp")
+#: the converter's atomic-write temporaries: ``.<name>.<pid>.<random>.tmp`` for every output
+#: format (a file, or a Zarr store folder), and ``….old``, a Zarr store being replaced
+_TEMP_NC = re.compile(r"\.(?P<name>.+\.(?:nc|h5|zarr))\.(?P<pid>[0-9]+)\.[0-9a-f]+\.(?:tmp|old)")
 #: how often claims of dead processes on this host (and stale claims) are looked for
 _RECOVERY_PERIOD_SECONDS = 60.0
 #: a Dask scheduler address, e.g. ``tcp://10.0.0.5:8786``
@@ -114,6 +118,11 @@ class ProcessingDaemonConfig:
     #: (the bad one is recorded, and the volume rewritten when a new copy arrives); "fail"
     #: fails the whole volume
     on_bad_field: Literal["drop", "fail"] = "drop"
+    #: formats written per volume (radarlib.export.FORMATS); done when all are written
+    output_formats: tuple[str, ...] = ("cfradial",)
+    #: decoder caps on the declared decoded data (MiB) of one BUFR file / one volume
+    max_decoded_mb_per_file: float = 256
+    max_decoded_mb_per_volume: float = 1024
     #: quality control before writing (``radarlib.qc.QCConfig`` fields, set from ``[qc]``);
     #: None = no QC
     qc: Mapping[str, Any] | None = None
@@ -147,6 +156,11 @@ class ProcessingDaemonConfig:
                 "on_bad_field", f"must be 'drop' or 'fail', got {self.on_bad_field!r}"
             )
         self._check_executor()
+        from radarlib.export import parse_formats
+
+        self.output_formats = parse_formats(self.output_formats)
+        _positive("max_decoded_mb_per_file", self.max_decoded_mb_per_file)
+        _positive("max_decoded_mb_per_volume", self.max_decoded_mb_per_volume)
 
     def _check_executor(self) -> None:
         if self.executor not in ("processes", "dask"):
@@ -362,7 +376,7 @@ class ProcessingDaemon:
     def _open(self) -> None:
         from radarlib.state.sqlite import SQLiteStateTracker
 
-        self.config.local_netcdf_dir.mkdir(parents=True, exist_ok=True)
+        base_folder(self.config.local_netcdf_dir).mkdir(parents=True, exist_ok=True)
         self.config.state_db.parent.mkdir(parents=True, exist_ok=True)
         self._tracker = SQLiteStateTracker(self.config.state_db)
         self._report_config_problems()
@@ -378,13 +392,18 @@ class ProcessingDaemon:
             tracker.record_problem(radar, "config", message.split(":", 1)[0], message)
 
     def _remove_orphan_temp_files(self) -> None:
-        """Delete temporary NetCDF files whose writer process is dead (a killed conversion).
+        """Delete temporary outputs whose writer process is dead (a killed conversion).
 
         With a Dask cluster the writer may be on another host, where its pid means nothing
         here: a temporary file is then an orphan only once older than ``stale_claim_seconds``.
         """
         remote = self.config.executor == "dask"
-        for path in self.config.local_netcdf_dir.glob(".*.tmp"):
+        # a dated archive: the folders a conversion of the last days wrote into (older ones
+        # are swept by retention), plus the base folder; every format's temporaries
+        folders = {base_folder(self.config.local_netcdf_dir), *recent_folders(
+            self.config.local_netcdf_dir, self._clock(), hours=72
+        )}  # fmt: skip
+        for path in [path for folder in folders for path in folder.glob(".*.*")]:
             match = _TEMP_NC.fullmatch(path.name)
             if match is None:
                 continue
@@ -396,7 +415,10 @@ class ProcessingDaemon:
             elif _pid_alive(int(match["pid"])):
                 continue
             with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)  # a Zarr store being written or replaced
+                else:
+                    path.unlink()
                 log.warning(
                     "removed %s, left by a conversion of %s that was killed",
                     path.name,
@@ -592,7 +614,7 @@ class ProcessingDaemon:
         return ConversionJob(
             volume_id=volume_id,
             files=tuple(sorted(files)),
-            output_dir=str(self.config.local_netcdf_dir),
+            output_dir=str(self._netcdf_folder(row)),
             expected_fields=expected,
             compression_level=self.config.compression_level,
             root_resources=None
@@ -600,8 +622,20 @@ class ProcessingDaemon:
             else str(self.config.root_resources),
             converter=self._converter,
             on_bad_field=self.config.on_bad_field,
+            output_formats=self.config.output_formats,
+            max_decoded_mb_per_file=self.config.max_decoded_mb_per_file,
+            max_decoded_mb_per_volume=self.config.max_decoded_mb_per_volume,
             qc=None if self.config.qc is None else dict(self.config.qc),
         )
+
+    def _netcdf_folder(self, row: Mapping[str, Any]) -> Path:
+        """The output folder of a volume: ``local_netcdf_dir`` with its time placeholders filled."""
+        folder = self.config.local_netcdf_dir
+        if not is_dated(folder):
+            return folder
+        dated = dated_folder(folder, parse_iso(str(row["observation_datetime"])))
+        dated.mkdir(parents=True, exist_ok=True)
+        return dated
 
     def _warn_unknown_fields(self, files: list[str]) -> None:
         """Warn once per field name that is not in the ODIM vocabulary (and record it)."""
@@ -709,6 +743,8 @@ class ProcessingDaemon:
                 missing_fields=outcome.missing_fields,
                 bad_fields=outcome.bad_fields,
             )
+            with contextlib.suppress(Exception):  # for the metrics only; never fails a volume
+                record_conversion_seconds(tracker, volume_id, outcome.seconds)
             self._counters["volumes_processed"] += 1
             announce_ready(f"{self.config.state_db}#completed")  # wakes the product daemon
             note = f", missing {','.join(outcome.missing_fields)}" if outcome.missing_fields else ""

@@ -27,7 +27,6 @@ __all__ = [
     "Coverage",
     "RescanCursor",
     "advance_coverage",
-    "day_dir",
     "floor_hour",
     "hour_dir",
     "hours_to_list",
@@ -59,11 +58,6 @@ def hour_dir(base: str, radar: str, hour: datetime) -> str:
     """The server folder of one hour, ``<base>/<RADAR>/<YYYY>/<MM>/<DD>/<HH>``."""
     h = floor_hour(hour)
     return f"{base.rstrip('/')}/{radar}/{h:%Y/%m/%d/%H}"
-
-
-def day_dir(base: str, radar: str, moment: datetime) -> str:
-    """The server folder of one UTC day, ``<base>/<RADAR>/<YYYY>/<MM>/<DD>``."""
-    return hour_dir(base, radar, moment).rsplit("/", 1)[0]
 
 
 def is_closed(hour: datetime, now: datetime, lookback: timedelta) -> bool:

@@ -11,13 +11,15 @@ Version 2: one time format (``YYYY-MM-DDTHH:MM:SSZ``), one row per file with its
 identity and ``volume_id``, retry counters, the processing queue columns, checkpoints, and
 indexes for every hot query. Version 3 adds ``remote_files``, the download side's memory of
 the server: every wanted file seen (size, first seen), fetched, short, failed or rejected,
-and when to try it next. Version 4 adds ``problems`` and ``bad_fields``. Version 5 adds
+and when to try it next. Version 4 adds ``problems`` and ``bad_fields``. Version 5 adds what
+retention records (``downloads.deleted_at``, ``volume_processing.netcdf_deleted_at``) and the
+conversion time the metrics report (``volume_processing.conversion_seconds``). Version 6 adds
 ``products``, one row per volume x product of the product stage (:mod:`radarlib.products`).
 
 >>> import sqlite3
 >>> conn = sqlite3.connect(":memory:", isolation_level=None)
 >>> ensure_schema(conn, ":memory:")
-5
+6
 """
 
 from __future__ import annotations
@@ -37,14 +39,14 @@ __all__ = [
     "SCHEMA_V2",
     "SCHEMA_V3",
     "SCHEMA_V4",
-    "SCHEMA_V5",
+    "SCHEMA_V6",
     "check_version",
     "create_version_1",
     "ensure_schema",
     "schema_version",
 ]
 
-CURRENT_VERSION = 5
+CURRENT_VERSION = 6
 
 #: The original design's schema (version 1), kept verbatim in shape so that old files and
 #: tests can create it; never used for new databases.
@@ -531,8 +533,27 @@ def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-#: Version 5 (additive): one row per volume x product of the product stage (radarlib.products).
-SCHEMA_V5 = """
+def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
+    """Version 4 -> 5 (additive): when retention deleted a file, rows are kept.
+
+    ``downloads.deleted_at``: the BUFR file was deleted by retention (the row stays
+    ``downloaded``, and so does its ``remote_files`` row, which is all the download side reads:
+    the file is never fetched again); ``volume_processing.netcdf_deleted_at``:
+    the volume's NetCDF was deleted (``netcdf_path`` keeps saying where it was);
+    ``volume_processing.conversion_seconds``: duration of the last successful conversion
+    (the metrics' histogram).
+    """
+    conn.execute("ALTER TABLE downloads ADD COLUMN deleted_at TEXT")
+    conn.execute("ALTER TABLE volume_processing ADD COLUMN netcdf_deleted_at TEXT")
+    conn.execute("ALTER TABLE volume_processing ADD COLUMN conversion_seconds REAL")
+    conn.execute(
+        "CREATE INDEX ix_downloads_kept ON downloads(radar_code, observation_datetime)"
+        " WHERE status = 'downloaded' AND deleted_at IS NULL"
+    )
+
+
+#: Version 6 (additive): one row per volume x product of the product stage (radarlib.products).
+SCHEMA_V6 = """
 CREATE TABLE products (
     id              INTEGER PRIMARY KEY,
     volume_id       TEXT    NOT NULL
@@ -556,9 +577,9 @@ CREATE INDEX ix_products_ready ON products(status, radar_code, next_attempt_at)
 """
 
 
-def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
-    """Version 4 -> 5: add ``products`` (volume x product state of the product stage)."""
-    for statement in _statements(SCHEMA_V5):
+def _migrate_5_to_6(conn: sqlite3.Connection) -> None:
+    """Version 5 -> 6: add ``products`` (volume x product state of the product stage)."""
+    for statement in _statements(SCHEMA_V6):
         conn.execute(statement)
 
 
@@ -567,4 +588,5 @@ _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _migrate_2_to_3,
     3: _migrate_3_to_4,
     4: _migrate_4_to_5,
+    5: _migrate_5_to_6,
 }
