@@ -23,17 +23,15 @@ file, never a partial ``<name>``::
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from radarlib.durability import fsync_path
+from radarlib.durability import atomic_file, temporary_path
 from radarlib.filename import format_iso
 from radarlib.vocabulary import (
     FILL_VALUE,
@@ -74,11 +72,6 @@ _ENCODING_KEYS = frozenset(
 )
 
 
-def temporary_path(path: Path) -> Path:
-    """A unique hidden temporary name next to ``path`` (same directory, so rename is atomic)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-
-
 def write_cfradial(
     radar: Radar,
     path: str | os.PathLike[str],
@@ -97,22 +90,12 @@ def write_cfradial(
     import netCDF4
 
     final = Path(path)
-    tmp = temporary_path(final)
     direct = _direct_chunk_backend() if compression_level > 0 else None
-    try:
+    with atomic_file(final, fsync=fsync) as tmp:
         with netCDF4.Dataset(tmp, "w", format="NETCDF4", clobber=False) as ds:
             pending = _write(ds, radar, compression_level, shuffle, direct is not None)
         if pending and direct is not None:
             _write_chunks(tmp, pending, compression_level, shuffle, direct)
-        if fsync:
-            fsync_path(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        with suppress(OSError):
-            tmp.unlink()
-        raise
-    if fsync:
-        fsync_path(final.parent, directory=True)
     return final
 
 

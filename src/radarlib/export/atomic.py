@@ -17,30 +17,12 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
-from radarlib.cfradial import temporary_path
-from radarlib.durability import fsync_path
+from radarlib.durability import atomic_file, fsync_path, temporary_path
 
 __all__ = ["atomic_dir", "atomic_file"]
-
-
-@contextmanager
-def atomic_file(final: Path, *, fsync: bool = True) -> Iterator[Path]:
-    """Yield a temporary path; on success it replaces ``final`` (fsynced), else it is removed."""
-    tmp = temporary_path(final)
-    try:
-        yield tmp
-        if fsync:
-            fsync_path(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        with suppress(OSError):
-            tmp.unlink()
-        raise
-    if fsync:
-        fsync_path(final.parent, directory=True)
 
 
 def _fsync_tree(root: Path) -> None:

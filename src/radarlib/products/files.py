@@ -10,13 +10,11 @@ A killed writer leaves at most a ``.<name>.<pid>.<random>.tmp`` file, which
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from radarlib.cfradial import temporary_path
-from radarlib.durability import fsync_path
+from radarlib.durability import atomic_file
 
 __all__ = ["atomic_output", "remove_orphans"]
 
@@ -25,20 +23,10 @@ _TEMP = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[0-9a-f]+\.tmp")
 
 @contextlib.contextmanager
 def atomic_output(target: Path, *, fsync: bool = True) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success rename it to ``target``."""
+    """Yield a temporary path beside ``target`` (its folder made); on success it becomes it."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(target)
-    try:
+    with atomic_file(target, fsync=fsync) as tmp:
         yield tmp
-        if fsync:
-            fsync_path(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    if fsync:
-        fsync_path(target.parent, directory=True)
 
 
 def remove_orphans(folder: Path, alive: Callable[[int], bool]) -> list[Path]:
