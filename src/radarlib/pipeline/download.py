@@ -474,6 +474,7 @@ class DateBasedFTPDaemon:
         c = self.config
         client = await self._connect("scanner")
         workers: list[asyncio.Task[None]] = []
+        scanner: asyncio.Task[None] | None = None
         try:
             await client.check_dir(c.remote_base_path)
             if await client.list_dir(f"{c.remote_base_path}/{c.radar_code}") is None:
@@ -513,6 +514,11 @@ class DateBasedFTPDaemon:
                 task.cancel()
             if workers:
                 await asyncio.wait(workers)
+            # the scanner ends before the tracker closes; 3.11's wait_for (inside aioftp) can
+            # swallow a cancel that races with a reply, so the cancel is repeated until it ends
+            while scanner is not None and not scanner.done():
+                scanner.cancel()
+                await asyncio.wait({scanner}, timeout=0.5)
             if self._finishing:  # received files are finished and recorded, not dropped
                 await asyncio.wait(self._finishing)
             self._disk.shutdown(wait=False)
