@@ -498,3 +498,30 @@ def test_stop_before_run_and_shared_tracker(
         _run(daemon)
         assert tracker.count() == len(names)  # still open: the daemon did not close it
     _assert_verified(ftp_server, tmp_path, names)
+
+
+def test_stop_leaves_no_task_of_the_daemon_on_a_shared_loop(
+    ftp_server: FTPServerThread, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In `radarlib run` other daemons share the loop: once run() returned, nothing of this
+    daemon may go on (a scanner left behind kept listing against a closed database)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    _publish_random(ftp_server, now - timedelta(minutes=3), ("DBZH",))
+    daemon = DateBasedFTPDaemon(_config(ftp_server, tmp_path))
+
+    async def go() -> set[str]:
+        before = asyncio.all_tasks()
+        task = asyncio.create_task(daemon.run())
+        while daemon.get_stats()["polls"] < 3:
+            await asyncio.sleep(0.05)
+        daemon.stop()
+        await asyncio.wait_for(task, 10)
+        await asyncio.sleep(1.0)  # several poll intervals: a stray scanner would poll again
+        return {t.get_name() for t in asyncio.all_tasks() - before if not t.done()} - {
+            asyncio.current_task().get_name()  # type: ignore[union-attr]
+        }
+
+    with caplog.at_level(logging.WARNING):
+        left = asyncio.run(go())
+    assert left == set()
+    assert "tracker is closed" not in caplog.text

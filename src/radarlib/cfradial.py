@@ -126,8 +126,12 @@ def _direct_chunk_backend() -> tuple[Any, Any] | None:
     return h5py, deflate
 
 
-def _chunk_bytes(array: np.ndarray, row: int, rows: int, shuffle: bool, pad: Any) -> bytes:
-    """One chunk as HDF5 stores it before compression: full chunk size, optionally shuffled."""
+def _chunk_bytes(array: np.ndarray, row: int, rows: int, shuffle: bool, pad: Any) -> np.ndarray:
+    """One chunk as HDF5 stores it before compression: full chunk size, optionally shuffled.
+
+    A whole chunk of rows of a C-contiguous array is a view (no copy): the compressor reads
+    it through the buffer protocol.
+    """
     block = array[row : row + rows]
     if block.shape[0] < rows:  # edge chunk: HDF5 keeps whole chunks; the padding is never read
         padded = np.full((rows, *array.shape[1:]), pad, dtype=array.dtype)
@@ -136,7 +140,7 @@ def _chunk_bytes(array: np.ndarray, row: int, rows: int, shuffle: bool, pad: Any
     raw = np.ascontiguousarray(block)
     if shuffle and raw.itemsize > 1:
         raw = np.ascontiguousarray(raw.view(np.uint8).reshape(-1, raw.itemsize).T)
-    return raw.tobytes()
+    return raw
 
 
 def _write_chunks(
@@ -161,8 +165,9 @@ def _write_chunks(
 
     workers = min(len(jobs), os.cpu_count() or 1, 4)
     with h5py.File(path, "r+") as h5, ThreadPoolExecutor(max(1, workers)) as pool:
+        ids = {name: h5[name].id for name, _, _ in pending}
         for (name, row, _, _), blob in zip(jobs, pool.map(compress, jobs), strict=True):
-            h5[name].id.write_direct_chunk((row, 0), blob)
+            ids[name].write_direct_chunk((row, 0), blob)
 
 
 def _attrs(dic: Mapping[str, Any]) -> dict[str, Any]:
@@ -188,8 +193,7 @@ def _put(
 ) -> np.ndarray | None:
     data = dic["data"]
     fill = dic.get("_FillValue")
-    array = np.ma.getdata(data) if fill is None else np.ma.filled(data, fill)
-    array = np.asarray(array, dtype=dtype)
+    array = np.asarray(_filled(data, fill), dtype=dtype)
     var = ds.createVariable(
         name,
         array.dtype,
@@ -202,6 +206,19 @@ def _put(
         return array.reshape(var.shape)
     var[...] = array.reshape(var.shape)
     return None
+
+
+def _filled(data: Any, fill: Any) -> np.ndarray:
+    """``np.ma.filled`` without its copy when the masked gates already hold ``fill``
+    (radarlib's own fields do: they are stored filled, the mask only describes them)."""
+    values = np.ma.getdata(data)
+    if fill is None or not isinstance(data, np.ma.MaskedArray) or data.mask is np.ma.nomask:
+        return values
+    if values.dtype.kind in "fiu":
+        differs = values != np.asarray(fill).astype(values.dtype)
+        if not np.logical_and(differs, np.ma.getmaskarray(data), out=differs).any():
+            return values
+    return np.ma.filled(data, fill)
 
 
 def _chars(ds: netCDF4.Dataset, name: str, values: list[str], dims: tuple[str, ...]) -> None:

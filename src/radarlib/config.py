@@ -244,7 +244,12 @@ def _daemon_keys_of(cls: type, elsewhere: frozenset[str]) -> tuple[str, ...]:
 
 
 def _read_daemon_table(
-    prefix: str, data: Any, cls: type, placeholders: Mapping[str, Any], keys: tuple[str, ...]
+    prefix: str,
+    data: Any,
+    cls: type,
+    placeholders: Mapping[str, Any],
+    keys: tuple[str, ...],
+    fields: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Check a ``[download]``/``[processing]``/``[output]`` table with the daemon config itself.
 
@@ -252,8 +257,11 @@ def _read_daemon_table(
     ``placeholders``), so types, bounds, choices and the checks that join several keys are
     those of the dataclass's own ``__post_init__``, in one place. A refused key is reported
     and left out, and the rest is checked again, so every bad key of the table is reported.
+    ``fields`` names the field of a key whose name differs (``formats`` -> ``output_formats``).
     """
     table = _table(prefix, data)
+    to_field = dict(fields or {})
+    to_key = {field_name: key for key, field_name in to_field.items()}
     problems = _Problems()
     values: dict[str, Any] = {}
     for name, value in table.items():
@@ -268,15 +276,16 @@ def _read_daemon_table(
     refused: set[str] = set()
     while True:
         try:
-            cls(**placeholders, **values)
+            cls(**placeholders, **{to_field.get(k, k): v for k, v in values.items()})
         except ConfigError as exc:
-            if exc.key in refused:
+            key = to_key.get(exc.key, exc.key)
+            if key in refused:
                 break  # a consequence of a key already reported (left out)
-            refused.add(exc.key)
-            problems.add(ConfigError(_join(prefix, exc.key), exc.problem))
-            if exc.key not in values:
+            refused.add(key)
+            problems.add(ConfigError(_join(prefix, key), exc.problem))
+            if key not in values:
                 break  # a key this table lacks (e.g. dask_scheduler for executor = "dask")
-            del values[exc.key]
+            del values[key]
             continue
         break
     problems.raise_any()
@@ -313,6 +322,8 @@ class RadarSettings:
     start_date: datetime
     end_date: datetime | None = None
     enabled: bool = True
+    #: this radar's output formats; None = the [output] formats (default: CF/Radial only)
+    output_formats: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -370,10 +381,13 @@ _DOWNLOAD_ELSEWHERE = frozenset(
 _PROCESSING_ELSEWHERE = frozenset(
     {
         "local_bufr_dir", "local_netcdf_dir", "state_db", "volume_types", "radar_name",
-        "radar_code", "root_resources", "worker_id", "compression_level",
+        "radar_code", "root_resources", "worker_id", "compression_level", "output_formats",
     }
 )  # fmt: skip
-_OUTPUT_KEYS = ("compression_level",)
+#: the [output] keys and the ProcessingDaemonConfig field each one sets; a radar's
+#: ``output_formats`` ([[radars]]) replaces ``formats`` for that radar
+_OUTPUT_FIELDS = {"compression_level": "compression_level", "formats": "output_formats"}
+_OUTPUT_KEYS = tuple(_OUTPUT_FIELDS)
 
 
 def _download_class() -> tuple[type, dict[str, Any], tuple[str, ...]]:
@@ -408,6 +422,13 @@ def _processing_class() -> tuple[type, dict[str, Any], tuple[str, ...]]:
     )
 
 
+def _formats(key: str, value: Any) -> tuple[str, ...]:
+    """A list of output formats, checked where the daemon config checks its own."""
+    from radarlib.export import parse_formats
+
+    return parse_formats(value, key)
+
+
 _TIMEOUT_KEYS = ("connect_timeout", "command_timeout", "data_timeout")
 _SOURCE_KEYS: dict[str, Validator] = {
     "host": _text,
@@ -426,6 +447,7 @@ _RADAR_KEYS: dict[str, Validator] = {
     "start_date": _datetime,
     "end_date": _datetime,
     "enabled": _bool,
+    "output_formats": _formats,
 }
 _PATH_KEYS: dict[str, Validator] = {
     "root": _text,
@@ -555,6 +577,9 @@ class Config:
         from radarlib.pipeline.processing import ProcessingDaemonConfig
 
         radar = self.radar(code)
+        output = {_OUTPUT_FIELDS[key]: value for key, value in self.output.items()}
+        if radar.output_formats is not None:
+            output["output_formats"] = radar.output_formats
         processing_keys = _processing_class()[2]
         with _daemon_keys("processing", processing_keys, "output", _OUTPUT_KEYS):
             return ProcessingDaemonConfig(
@@ -565,7 +590,7 @@ class Config:
                 radar_code=radar.code,
                 root_resources=self.paths.root_resources,
                 **self.processing,
-                **self.output,
+                **output,
             )
 
 
@@ -690,7 +715,14 @@ def _parse_radar(
     end = values.get("end_date")
     if end is not None and end <= values["start_date"]:
         raise ConfigError(f"{prefix}.end_date", "must be later than start_date")
-    return RadarSettings(code, source, values["start_date"], end, values.get("enabled", True))
+    return RadarSettings(
+        code,
+        source,
+        values["start_date"],
+        end,
+        values.get("enabled", True),
+        values.get("output_formats"),
+    )
 
 
 def _base_path(text: str, base_dir: Path) -> Path:
@@ -780,7 +812,14 @@ def parse_config(
     ):
         tables[name] = {}
         with problems.collect():
-            tables[name] = _read_daemon_table(name, data.get(name, {}), cls, placeholders, keys)
+            tables[name] = _read_daemon_table(
+                name,
+                data.get(name, {}),
+                cls,
+                placeholders,
+                keys,
+                _OUTPUT_FIELDS if name == "output" else None,
+            )
     from radarlib.ops_config import OperationsSettings, parse_operations
 
     operations = OperationsSettings()

@@ -23,22 +23,37 @@ import numpy as np
 from radarlib.bufr.model import GateStatus
 
 __all__ = [
+    "CFRADIAL2_CONVENTIONS",
+    "CFRADIAL2_METADATA_GROUPS",
+    "CFRADIAL2_VERSION",
     "CF_RADIAL_VERSION",
     "CONVENTIONS",
     "DROPPED_FIELDS_ATTR",
     "DROPPED_FIELD_ERRORS_ATTR",
     "FIELD_VOCABULARY",
     "FILL_VALUE",
+    "FOLLOW_MODE",
     "INSTRUMENT_TYPE",
+    "ODIM_CONVENTIONS",
+    "ODIM_IMAGE_ATTRS",
+    "ODIM_NODATA",
+    "ODIM_OBJECT",
+    "ODIM_PRODUCT",
+    "ODIM_UNDETECT",
+    "ODIM_VERSION",
     "PLATFORM_TYPE",
     "PRIMARY_AXIS",
+    "PRT_MODE",
+    "SOFTWARE",
     "STATUS_SUFFIX",
     "STRING_LENGTH",
+    "SWEEP_GROUP",
     "SWEEP_MODE",
     "FieldVocabulary",
     "coordinate_attrs",
     "field_attrs",
     "global_attrs",
+    "odim_source",
     "status_attrs",
     "status_name",
     "time_units",
@@ -62,6 +77,32 @@ STRING_LENGTH = 32
 #: and why: ``DBZV`` and ``DBZV: RMA1_0315_01_DBZV_….BUFR: cannot decode: …`` (one per line).
 DROPPED_FIELDS_ATTR = "dropped_fields"
 DROPPED_FIELD_ERRORS_ATTR = "dropped_field_errors"
+
+#: CfRadial 2.1 / WMO FM 301 (one group per sweep, xradar's DataTree layout).
+CFRADIAL2_CONVENTIONS = "Cf/Radial-2.1"
+CFRADIAL2_VERSION = "2.1"
+#: Name of the group (DataTree node) of sweep ``i``: ``SWEEP_GROUP.format(i)``.
+SWEEP_GROUP = "sweep_{}"
+#: Values of the FM 301 sweep variables that RMA volumes do not vary.
+FOLLOW_MODE = "none"
+PRT_MODE = "not_set"
+
+#: ODIM_H5 (EUMETNET OPERA) convention and information-model version written.
+ODIM_CONVENTIONS = "ODIM_H5/V2_3"
+ODIM_VERSION = "H5rad 2.3"
+#: Raw values of ODIM float32 data for undetect (scanned, nothing detected) and nodata
+#: (not scanned, or no gate there): the float32 extremes, which no radar value reaches.
+ODIM_UNDETECT: float = float(-np.finfo(np.float32).max)
+ODIM_NODATA: float = float(np.finfo(np.float32).max)
+#: ODIM ``what/object`` of a polar volume and ``what/product`` of each of its sweeps.
+ODIM_OBJECT = "PVOL"
+ODIM_PRODUCT = "SCAN"
+#: HDF5 image attributes ODIM puts on every ``data`` array.
+ODIM_IMAGE_ATTRS: dict[str, str] = {"CLASS": "IMAGE", "IMAGE_VERSION": "1.2"}
+#: ODIM ``how/software`` of the files radarlib writes.
+SOFTWARE = "radarlib"
+#: The FM 301 metadata groups beside the sweeps (empty: RMA BUFR does not carry them).
+CFRADIAL2_METADATA_GROUPS = ("radar_parameters", "georeferencing_correction", "radar_calibration")
 
 
 @dataclass(frozen=True)
@@ -298,6 +339,14 @@ _GLOBAL_DEFAULTS: dict[str, str] = {
     "platform_is_mobile": "false",
     "n_gates_vary": "false",
 }
+
+
+def odim_source(radar: str, wmo_block: int | None, wmo_station: int | None) -> str:
+    """ODIM ``what/source``: ``NOD`` (country code + radar code, lower case), ``PLC``, ``WMO``."""
+    parts = [f"NOD:ar{radar.lower()}", f"PLC:{radar}"]
+    if wmo_block is not None and wmo_station is not None:
+        parts.insert(0, f"WMO:{wmo_block:02d}{wmo_station:03d}")
+    return ",".join(parts)
 
 
 def global_attrs(

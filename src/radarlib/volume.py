@@ -44,14 +44,15 @@ Rules (ODIM geometry and time, as xradar's ODIM reader):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from radarlib.bufr.model import BufrFile, GateStatus, Station, Sweep, classify
+from radarlib.bufr.model import BufrFile, GateStatus, Station, Sweep
 from radarlib.errors import VolumeError
 from radarlib.filename import BufrFileName, VolumeKey
 from radarlib.vocabulary import FIELD_VOCABULARY, FILL_VALUE
@@ -60,10 +61,13 @@ __all__ = [
     "FieldData",
     "RangeAxis",
     "Volume",
+    "VolumePlan",
     "VolumeSweep",
     "assemble_volume",
     "group_files_into_volumes",
     "order_fields",
+    "plan_volume",
+    "sweep_block",
 ]
 
 
@@ -229,6 +233,18 @@ class Volume:
         """Elevation of every ray (the sweep's elevation), sweep after sweep."""
         return np.concatenate([np.full(s.nrays, s.elevation) for s in self.sweeps])
 
+    def gate_window(self, index: int) -> tuple[int, int]:
+        """``(first axis gate, number of gates)`` covering every field of sweep ``index``."""
+        spans = [
+            (int(fd.gate_index[index]), int(fd.ngates[index]))
+            for fd in self.fields.values()
+            if fd.ngates[index] > 0
+        ]
+        if not spans:
+            return 0, 0
+        lo = min(g for g, _ in spans)
+        return lo, max(g + n for g, n in spans) - lo
+
 
 def _source(f: BufrFile) -> str:
     if f.filename is not None:
@@ -382,28 +398,49 @@ def _fill_sweep(
             f"({sweep.nrays}, {sweep.ngates})",
             source=source,
         )
-    rolled = np.roll(data, -geometry.a1gate, axis=0) if geometry.a1gate else data
-    status = classify(rolled)
-    valid = status == GateStatus.VALID
-    status[valid & ~np.isfinite(rolled)] = GateStatus.NAN  # ±inf: an artefact like NaN
-    valid = status == GateStatus.VALID
-    rays = slice(geometry.ray_start, geometry.ray_start + geometry.nrays)
+    # Stored ray j is BUFR row (a1gate + j) % nrays: rows a1gate.. first, then 0..a1gate-1.
+    # The two runs of rows are placed as views (no rolled copy of the payload).
+    a1 = geometry.a1gate
+    runs = [(data[a1:], geometry.ray_start), (data[:a1], geometry.ray_start + sweep.nrays - a1)]
     gates = slice(gate0, gate0 + sweep.ngates)
-    block = out_values[rays, gates]
-    np.copyto(block, rolled, casting="unsafe", where=valid)
-    out_status[rays, gates] = status
-    stored = block[valid]
-    if np.any(stored == FILL_VALUE):
+    inexact = 0
+    for part, start in runs:
+        if part.shape[0]:
+            rows = slice(start, start + part.shape[0])
+            inexact += _place(part, out_values[rows, gates], out_status[rows, gates])
+    if inexact < 0:
         raise VolumeError(
             f"sweep {geometry.number}: a valid value equals the fill value {FILL_VALUE}",
             source=source,
         )
-    inexact = int(np.count_nonzero(stored.astype(np.float64) != rolled[valid]))
     if inexact:
         warnings.append(
             f"{name} sweep {geometry.number}: {inexact} valid values are not exact in float32 "
             "and were rounded"
         )
+
+
+_DBL_MAX = np.finfo(np.float64).max
+
+
+def _place(
+    part: npt.NDArray[np.float64], block: npt.NDArray[np.float32], status: npt.NDArray[np.uint8]
+) -> int:
+    """Classify ``part`` into ``status`` and copy its valid gates into ``block`` (float32).
+
+    Returns how many valid values were rounded by the float32 cast, or -1 when a valid value
+    equals the fill value. Valid = finite and not a ±DBL_MAX sentinel (NaN and ±inf are
+    artefacts: status NAN), computed as ``|x| < DBL_MAX`` in one pass.
+    """
+    valid = np.abs(part) < _DBL_MAX
+    status[...] = GateStatus.NAN
+    status[valid] = GateStatus.VALID
+    status[part == -_DBL_MAX] = GateStatus.UNDETECT
+    status[part == _DBL_MAX] = GateStatus.NODATA
+    np.copyto(block, part, casting="unsafe", where=valid)
+    if np.any((block == FILL_VALUE) & valid):
+        return -1
+    return int(np.count_nonzero((block != part) & valid))
 
 
 def _field_data(
@@ -448,6 +485,108 @@ def _field_data(
     )
 
 
+@dataclass(frozen=True, eq=False)
+class VolumePlan:
+    """A volume's grid from its files' metadata alone (no payload read): what
+    :func:`assemble_volume` and the lazy xarray backend share.
+
+    ``files`` are :class:`BufrFile` or :class:`~radarlib.bufr.layout.BufrLayout` (anything
+    with ``filename``, ``source``, ``station`` and ``sweeps`` carrying the sweep metadata).
+    """
+
+    key: VolumeKey
+    station: Station
+    sweeps: tuple[VolumeSweep, ...]
+    range_axis: RangeAxis
+    #: field name -> its file (canonical field order)
+    files: dict[str, Any]
+    missing_fields: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def nrays(self) -> int:
+        """Total number of rays over all sweeps."""
+        return sum(s.nrays for s in self.sweeps)
+
+    def placement(self, name: str, index: int) -> tuple[int, int, float] | None:
+        """``(axis gate of the first gate, ngates, shift)`` of field ``name`` in sweep ``index``."""
+        f = self.files[name]
+        if index >= len(f.sweeps):
+            return None
+        sweep = f.sweeps[index]
+        gate0, shift = self.range_axis.place(sweep.range_offset + sweep.range_bin_size / 2.0)
+        return gate0, int(sweep.ngates), shift
+
+    def gate_window(self, index: int) -> tuple[int, int]:
+        """``(first axis gate, number of gates)`` covering every field of sweep ``index``."""
+        spans = [p for p in (self.placement(n, index) for n in self.files) if p and p[1] > 0]
+        if not spans:
+            return 0, 0
+        lo = min(g for g, _, _ in spans)
+        return lo, max(g + n for g, n, _ in spans) - lo
+
+
+def plan_volume(
+    files: Sequence[Any],
+    *,
+    elevation_tolerance: float = 0.5,
+    expected_fields: Sequence[str] | None = None,
+) -> VolumePlan:
+    """A volume's grid from its files' metadata (rules and errors of :func:`assemble_volume`)."""
+    key, by_field = _identify(files)
+    warnings: list[str] = []
+    sweeps = _volume_sweeps(by_field, elevation_tolerance, warnings)
+    axis = _range_axis(by_field)
+    reference = next(iter(by_field.values()))
+    for name, f in by_field.items():
+        st, ref = f.station, reference.station
+        if (st.latitude, st.longitude, st.height) != (ref.latitude, ref.longitude, ref.height):
+            warnings.append(
+                f"{name}: station ({st.latitude}, {st.longitude}, {st.height} m) differs from "
+                f"({ref.latitude}, {ref.longitude}, {ref.height} m); the latter is used"
+            )
+    return VolumePlan(
+        key=key,
+        station=reference.station,
+        sweeps=sweeps,
+        range_axis=axis,
+        files=by_field,
+        missing_fields=tuple(sorted(set(expected_fields or ()) - set(by_field))),
+        warnings=tuple(warnings),
+    )
+
+
+def sweep_block(
+    plan: VolumePlan, name: str, index: int, sweep: Sweep | None = None
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+    """Field ``name`` of sweep ``index`` on that sweep's gate window: float32 values
+    (FILL_VALUE where masked) and GateStatus, ``(nrays, window)``, rays in acquisition order.
+
+    ``sweep`` is the inflated sweep (default: ``plan.files[name].sweeps[index]``, which
+    must then be a decoded :class:`Sweep`).
+    """
+    geometry = plan.sweeps[index]
+    lo, width = plan.gate_window(index)
+    values = np.full((geometry.nrays, width), FILL_VALUE, dtype=np.float32)
+    status = np.full((geometry.nrays, width), GateStatus.OUTSIDE, dtype=np.uint8)
+    placed = plan.placement(name, index)
+    if placed is None or placed[1] == 0:
+        return values, status
+    f = plan.files[name]
+    data = f.sweeps[index] if sweep is None else sweep
+    _fill_sweep(
+        values,
+        status,
+        data,
+        replace(geometry, ray_start=0),
+        placed[0] - lo,
+        name,
+        _source(f),
+        [],
+    )
+    return values, status
+
+
 def assemble_volume(
     files: Sequence[BufrFile],
     *,
@@ -460,30 +599,21 @@ def assemble_volume(
     volume, a field is given twice, elevations or ray counts do not match, or bin sizes
     differ.
     """
-    key, by_field = _identify(files)
-    warnings: list[str] = []
-    sweeps = _volume_sweeps(by_field, elevation_tolerance, warnings)
-    axis = _range_axis(by_field)
-    nrays = sum(s.nrays for s in sweeps)
-    reference = next(iter(by_field.values()))
-    for name, f in by_field.items():
-        st, ref = f.station, reference.station
-        if (st.latitude, st.longitude, st.height) != (ref.latitude, ref.longitude, ref.height):
-            warnings.append(
-                f"{name}: station ({st.latitude}, {st.longitude}, {st.height} m) differs from "
-                f"({ref.latitude}, {ref.longitude}, {ref.height} m); the latter is used"
-            )
+    plan = plan_volume(
+        files, elevation_tolerance=elevation_tolerance, expected_fields=expected_fields
+    )
+    warnings = list(plan.warnings)
     fields = {
-        name: _field_data(name, f, sweeps, axis, nrays, warnings) for name, f in by_field.items()
+        name: _field_data(name, f, plan.sweeps, plan.range_axis, plan.nrays, warnings)
+        for name, f in plan.files.items()
     }
-    missing = tuple(sorted(set(expected_fields or ()) - set(fields)))
     return Volume(
-        key=key,
-        station=reference.station,
-        sweeps=sweeps,
-        range_axis=axis,
+        key=plan.key,
+        station=plan.station,
+        sweeps=plan.sweeps,
+        range_axis=plan.range_axis,
         fields=fields,
-        sources=tuple(_source(f) for f in by_field.values()),
-        missing_fields=missing,
+        sources=tuple(_source(f) for f in plan.files.values()),
+        missing_fields=plan.missing_fields,
         warnings=tuple(warnings),
     )

@@ -9,7 +9,9 @@ a replication of one raw-octet element (a byte run such as 0 30 198), which give
 octets at once as a ``memoryview``.
 
 Every count is checked against the bits left before looping, so a corrupt factor cannot make
-the decoder spin or allocate beyond what section 4 can hold.
+the decoder spin or allocate beyond what section 4 can hold; and ``max_values`` bounds the
+values visited in all (a 2 MB section 4 of zero-count nested replications is millions of
+empty passes, each fitting the bits left).
 """
 
 from __future__ import annotations
@@ -24,27 +26,41 @@ __all__ = ["decode_values"]
 
 
 def decode_values(
-    nodes: tuple[Node, ...], reader: BitReader, source: str | None = None
+    nodes: tuple[Node, ...],
+    reader: BitReader,
+    source: str | None = None,
+    *,
+    max_values: int | None = None,
 ) -> list[Any]:
     """Decode one subset: the values of ``nodes`` read from ``reader`` (see module docstring).
 
     Raises :class:`BufrDecodeError` naming ``source`` and the descriptor when the bits run
-    out, a replication factor is missing, or a count needs more bits than are left.
+    out, a replication factor is missing, a count needs more bits than are left, or more
+    than ``max_values`` values (elements plus replication passes) would be visited.
     """
-    return _Walker(reader, source).walk(nodes)
+    return _Walker(reader, source, max_values).walk(nodes)
 
 
 class _Walker:
-    __slots__ = ("reader", "source")
+    __slots__ = ("left", "limit", "reader", "source")
 
-    def __init__(self, reader: BitReader, source: str | None) -> None:
+    def __init__(self, reader: BitReader, source: str | None, limit: int | None) -> None:
         self.reader = reader
         self.source = source
+        self.limit = limit
+        self.left = -1 if limit is None else limit
 
     def fail(self, reason: str) -> BufrDecodeError:
         return BufrDecodeError(reason, self.source)
 
     def walk(self, nodes: tuple[Node, ...]) -> list[Any]:
+        if self.limit is not None:
+            self.left -= len(nodes) or 1
+            if self.left < 0:
+                raise self.fail(
+                    f"more than {self.limit} values in section 4 (at bit {self.reader.pos}): "
+                    "not a radar file's structure (nested replications?)"
+                )
         out: list[Any] = []
         for node in nodes:
             if isinstance(node, Element):
@@ -97,4 +113,9 @@ class _Walker:
         if node.byte_run:
             return reader.read_bytes(count)  # bounds checked just above
         body = node.body
+        if self.limit is not None and count > self.left:
+            raise self.fail(
+                f"replication {fxy_str(node.fxy)} x {count} at bit {reader.pos}: more than "
+                f"{self.limit} values in section 4, not a radar file's structure"
+            )
         return [self.walk(body) for _ in range(count)]

@@ -94,19 +94,32 @@ def inflate_exact(
         return _stdlib(data, size)
     if use != "libdeflate":
         raise ValueError(f"unknown inflate backend {use!r}")
+    # The zlib frame is a 2-byte header, raw deflate data and the Adler-32 of the output.
+    # libdeflate inflates the raw data; the one Adler-32 pass below then checks both the
+    # output and that the trailer is the input's last 4 bytes (no bytes after the stream).
+    # (zlib_decompress would compute the same checksum itself, and ours would be a second.)
+    view = memoryview(data).cast("B")
+    header_ok = (
+        len(view) >= 6
+        and view[0] & 0x0F == 8
+        and view[0] >> 4 <= 7
+        and not view[1] & 0x20
+        and (view[0] << 8 | view[1]) % 31 == 0
+    )
+    if not header_ok:
+        _stdlib(data, size)  # raises with zlib's reason
+        raise InflateError("corrupt zlib stream header")
     try:
-        out = _deflate.zlib_decompress(data, size)
+        out = _deflate.deflate_decompress(view[2:-4], size)
     except _deflate.DeflateError:
         # libdeflate does not say why; let zlib (bounded the same way) give the reason.
         _stdlib(data, size)
         raise InflateError("corrupt zlib stream (libdeflate)") from None
     if len(out) != size:
         raise InflateError(f"zlib stream inflates to {len(out)} bytes, expected {size}")
-    # libdeflate stops at the end of the deflate data and checks the Adler-32 that follows;
-    # that trailer must be the last 4 bytes of the input, else bytes follow the stream.
     # (Trailing bytes that themselves end with the same Adler-32, e.g. a second copy of the
     # stream, pass this check; the output is still exact and verified.)
-    if len(data) < 4 or _deflate.adler32(out) != int.from_bytes(data[-4:], "big"):
+    if _deflate.adler32(out) != int.from_bytes(view[-4:], "big"):
         _stdlib(data, size)
-        raise InflateError("bytes after the end of the zlib stream")
+        raise InflateError("bytes after the end of the zlib stream, or a wrong Adler-32")
     return out

@@ -13,6 +13,16 @@ block (3 01 031), and one pass of the sweep replication (the one holding 0 30 19
 per sweep, each with its quantities and the 0 30 198 byte runs of their zlib streams, which
 are inflated to exactly ``nrays x ngates x 8`` bytes (:mod:`radarlib.bufr.inflate`).
 
+Two steps: :func:`scan_bufr` reads everything but the payloads into a
+:class:`~radarlib.bufr.layout.BufrLayout` (cheap: no inflation); :func:`read_bufr` scans,
+then inflates every sweep (in threads, see :meth:`BufrLayout.decode`).
+
+Hostile input is bounded before anything large is allocated: a template without the radar
+sweep replication is refused right after section 3 is expanded (before section 4 is
+walked), the walk visits at most :data:`MAX_DECODED_VALUES` values, and the declared decoded
+size of the file (sum of ``nrays x ngates x 8``) must not exceed ``max_decoded_bytes``
+(:data:`~radarlib.bufr.layout.DEFAULT_MAX_FILE_BYTES`) before any stream is inflated.
+
 Every bad input raises :class:`~radarlib.errors.BufrDecodeError` naming the file and the
 reason. Decoding keeps no shared mutable state: calls from several threads are safe.
 """
@@ -26,12 +36,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from radarlib.bufr.bits import BitReader
 from radarlib.bufr.decoder import decode_values
-from radarlib.bufr.inflate import InflateError, inflate_exact
-from radarlib.bufr.model import BufrFile, Quantity, Section1, Station, StationId, Sweep
+from radarlib.bufr.layout import (
+    DEFAULT_MAX_FILE_BYTES,
+    BufrLayout,
+    PendingQuantity,
+    SweepHead,
+)
+from radarlib.bufr.model import BufrFile, Section1, Station, StationId
 from radarlib.bufr.sections import Message, parse_message
 from radarlib.bufr.tables import (
     KNOWN_LOCAL_TABLES,
@@ -46,12 +59,16 @@ from radarlib.bufr.tables import (
 from radarlib.errors import BufrDecodeError
 from radarlib.filename import BufrFileName
 
-__all__ = ["MAX_PADDING_BITS", "read_bufr"]
+__all__ = ["MAX_DECODED_VALUES", "MAX_PADDING_BITS", "read_bufr", "scan_bufr"]
 
 log = logging.getLogger(__name__)
 
 #: Section 4 may end with at most this many unused bits (padding to an even octet count).
 MAX_PADDING_BITS = 15
+#: Most values (elements and replication passes) one file's section 4 may hold. A real RMA
+#: file has about 500 (15 sweeps x a few quantities x a few chunks); nested replications
+#: of a hostile template could otherwise build millions of Python lists from a small file.
+MAX_DECODED_VALUES = 200_000
 
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview
 
@@ -70,13 +87,35 @@ def read_bufr(
     *,
     name: str | None = None,
     root_resources: str | os.PathLike[str] | None = None,
+    max_decoded_bytes: int | None = DEFAULT_MAX_FILE_BYTES,
+    threads: int | None = None,
 ) -> BufrFile:
     """Decode one radar BUFR file (a path or its bytes) into a :class:`BufrFile`.
 
     ``name`` labels bytes input (and overrides the path's name) for error messages and
     for :attr:`BufrFile.filename`, which is set when the name is a radar file name.
     ``root_resources`` is a directory of extra ``table_b*.csv``/``table_d*.csv`` files
-    (see :mod:`radarlib.bufr.tables`). Raises :class:`BufrDecodeError` for any bad input.
+    (see :mod:`radarlib.bufr.tables`). ``max_decoded_bytes`` caps the declared decoded
+    size (None: no cap); ``threads`` is the inflate pool size (default: the usable cores,
+    at most 4; 1 = serial). Raises :class:`BufrDecodeError` for any bad input.
+    """
+    layout = scan_bufr(
+        source, name=name, root_resources=root_resources, max_decoded_bytes=max_decoded_bytes
+    )
+    return layout.decode(threads)
+
+
+def scan_bufr(
+    source: Source,
+    *,
+    name: str | None = None,
+    root_resources: str | os.PathLike[str] | None = None,
+    max_decoded_bytes: int | None = DEFAULT_MAX_FILE_BYTES,
+) -> BufrLayout:
+    """Read a radar BUFR file up to its compressed payloads (see :mod:`radarlib.bufr.layout`).
+
+    Same arguments and errors as :func:`read_bufr`, without inflating any sweep; the
+    declared decoded size is checked against ``max_decoded_bytes`` here.
     """
     buf, label, filename = _load(source, name)
     try:
@@ -84,7 +123,9 @@ def read_bufr(
     except TableError as exc:
         raise BufrDecodeError(f"BUFR tables: {exc}", label) from None
     message = parse_message(memoryview(buf), label)
-    return _decode_message(message, tables, label, filename)
+    layout = _decode_message(message, tables, label, filename, buf)
+    layout.check_size(max_decoded_bytes)
+    return layout
 
 
 def _load(source: Source, name: str | None) -> tuple[bytes | memoryview, str, BufrFileName | None]:
@@ -105,8 +146,8 @@ def _load(source: Source, name: str | None) -> tuple[bytes | memoryview, str, Bu
 
 
 def _decode_message(
-    message: Message, tables: Tables, label: str, filename: BufrFileName | None
-) -> BufrFile:
+    message: Message, tables: Tables, label: str, filename: BufrFileName | None, buffer: Any
+) -> BufrLayout:
     s1 = message.section1
     _check_time(s1, label)
     if message.subsets != 1:
@@ -133,15 +174,56 @@ def _decode_message(
             s1.centre,
             s1.local_version,
         )
+    _check_template(message.descriptors, nodes, label)
     reader = BitReader(message.data)
-    values = decode_values(nodes, reader, label)
+    values = decode_values(nodes, reader, label, max_values=MAX_DECODED_VALUES)
     if reader.remaining > MAX_PADDING_BITS:
         raise BufrDecodeError(
             f"{reader.remaining} bits left in section 4 after the last descriptor "
             f"(at most {MAX_PADDING_BITS} padding bits allowed)",
             label,
         )
-    return _RadarLayer(label).build(nodes, values, s1, message.edition, filename)
+    return _RadarLayer(label).build(nodes, values, s1, message.edition, filename, buffer)
+
+
+def _check_template(descriptors: tuple[int, ...], nodes: tuple[Node, ...], label: str) -> None:
+    """Refuse, before section 4 is walked, a template that cannot be a radar polar volume.
+
+    The radar template (3 21 204, 3 01 031, 3 21 203 in every RMA/OPERA file) holds a
+    delayed sweep replication with 0 30 194/0 30 195 and the 0 30 198 byte runs of the
+    compressed payloads; anything else would be walked for nothing, or worse (nested
+    replications of a hostile template build millions of values from a small file).
+    """
+    has_sweeps = any(
+        isinstance(node, Replication)
+        and node.delayed
+        and (_contains(node.body, _NGATES) or _contains(node.body, _NRAYS))
+        for node in _replications(nodes)
+    )
+    has_payload = _contains(nodes, _ARRAY_BYTE)
+    if has_sweeps and has_payload:
+        return
+    odd = next((d for d in descriptors if d // 100000 != 3), descriptors[0])
+    listed = ", ".join(fxy_str(d) for d in descriptors[:8])
+    if len(descriptors) > 8:
+        listed += ", ..."
+    if has_sweeps:
+        missing = "the compressed payload byte runs (0 30 198)"
+    else:
+        missing = "the sweep replication (no 0 30 194 / 0 30 195 descriptors)"
+    raise BufrDecodeError(
+        f"not the radar polar-volume template: section 3 lists {listed} and descriptor "
+        f"{fxy_str(odd)} leads to no {missing}; refused before decoding section 4",
+        label,
+    )
+
+
+def _replications(nodes: tuple[Node, ...]) -> Iterator[Replication]:
+    for node in nodes:
+        if isinstance(node, Replication):
+            yield node
+        if not isinstance(node, Element):
+            yield from _replications(node.body)
 
 
 def _check_time(s1: Section1, label: str) -> None:
@@ -218,10 +300,11 @@ class _RadarLayer:
         s1: Section1,
         edition: int,
         filename: BufrFileName | None,
-    ) -> BufrFile:
+        buffer: Any = None,
+    ) -> BufrLayout:
         fields, replications = _collect(_flat(nodes, values))
         ids: list[StationId] = []
-        sweeps: list[Sweep] = []
+        sweeps: list[SweepHead] = []
         found_sweeps = False
         for node, value in replications:
             if _contains(node.body, _NGATES) or _contains(node.body, _NRAYS):
@@ -248,13 +331,14 @@ class _RadarLayer:
             station_type=_first(fields, _STATION_TYPE),
             time=self.station_time(fields),
         )
-        return BufrFile(
+        return BufrLayout(
             section1=s1,
             station=station,
             sweeps=tuple(sweeps),
             edition=edition,
             source=self.label,
             filename=filename,
+            buffer=buffer,
         )
 
     def required(self, fields: dict[int, list[Any]], fxys: tuple[int, ...], what: str) -> Any:
@@ -281,7 +365,7 @@ class _RadarLayer:
         except ValueError as exc:
             raise self.fail(f"{what} {parts} is not a valid date and time: {exc}") from None
 
-    def sweep(self, body: tuple[Node, ...], value: list[Any], index: int) -> Sweep:
+    def sweep(self, body: tuple[Node, ...], value: list[Any], index: int) -> SweepHead:
         fields, replications = _collect(_flat(body, value))
         where = f"sweep {index}"
 
@@ -302,7 +386,7 @@ class _RadarLayer:
             log.warning("%s: %s ends (%s) before it starts (%s)", self.label, where, end, start)
         nrays = int(get(_NRAYS, "number of azimuths"))
         ngates = int(get(_NGATES, "number of bins"))
-        quantities: list[Quantity] = []
+        quantities: list[PendingQuantity] = []
         for node, passes in replications:
             if not (_contains(node.body, _ARRAY_BYTE) or _contains(node.body, _COMPRESSION)):
                 continue
@@ -314,7 +398,7 @@ class _RadarLayer:
                 )
         if not quantities:
             raise self.fail(f"{where}: no quantity (0 31 001 Q = 0 or no compressed array)")
-        return Sweep(
+        return SweepHead(
             start_time=start,
             end_time=end,
             elevation=float(get(_ELEVATION, "elevation")),
@@ -329,7 +413,7 @@ class _RadarLayer:
 
     def quantity(
         self, body: tuple[Node, ...], value: list[Any], where: str, nrays: int, ngates: int
-    ) -> Quantity:
+    ) -> PendingQuantity:
         fields, _ = _collect(_flat(body, value))
         code = (fields.get(_PRODUCT) or [None])[0]
         if code is None:
@@ -339,18 +423,16 @@ class _RadarLayer:
             raise self.fail(
                 f"{where}: compression method {compression} is not supported (0 = zlib)"
             )
-        runs = list(_byte_runs(body, value))
-        stream: bytes | memoryview = runs[0] if len(runs) == 1 else b"".join(runs)
-        size = nrays * ngates * 8
-        try:
-            raw = inflate_exact(stream, size)
-        except InflateError as exc:
-            raise self.fail(
-                f"{where} ({nrays} x {ngates} gates, {len(runs)} chunks): {exc}"
-            ) from None
-        data = np.frombuffer(raw, dtype="<f8").reshape(nrays, ngates)
-        data.flags.writeable = False
-        return Quantity(code=int(code), data=data, compression=0, n_chunks=len(runs))
+        if nrays < 0 or ngates < 0:
+            raise self.fail(f"{where}: negative shape {nrays} x {ngates}")
+        return PendingQuantity(
+            code=int(code),
+            runs=tuple(_byte_runs(body, value)),
+            nrays=nrays,
+            ngates=ngates,
+            where=where,
+            compression=0,
+        )
 
 
 def _first(fields: dict[int, list[Any]], fxy: int) -> Any:

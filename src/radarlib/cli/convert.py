@@ -1,6 +1,7 @@
-"""``radarlib convert``: BUFR field files (or folders of them) to one CF/Radial file per volume.
+"""``radarlib convert``: BUFR field files (or folders of them) to output files, per volume.
 
     radarlib convert RMA11/ AR5_1000_1_DBZH_20240101T000746Z.BUFR -o out --compression-level 4
+    radarlib convert RMA11/ -o out --format odim,cfradial2,zarr
 
 Files are grouped into volumes by name; each volume prints one line (fields, sweeps, rays,
 gates, output path, seconds) plus its warnings, each once: what the decoder reports per field
@@ -18,7 +19,8 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from radarlib.errors import FileNameError, RadarlibError
+from radarlib.errors import ConfigError, FileNameError, RadarlibError
+from radarlib.export import parse_formats
 from radarlib.filename import BufrFileName
 from radarlib.volume_types import DEFAULT_VOLUME_TYPES, expected_fields
 
@@ -29,10 +31,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the ``convert`` sub-command."""
     parser = subparsers.add_parser(
         "convert",
-        help="convert BUFR volumes to CF/Radial NetCDF",
+        help="convert BUFR volumes to CF/Radial, ODIM_H5, CfRadial 2.1 or Zarr",
         description=(
-            "Group BUFR field files into volumes by name and write one CF/Radial NetCDF-4 "
-            "file per volume (<RADAR>_<STRATEGY>_<VOLNR>_<TIME>.nc), atomically."
+            "Group BUFR field files into volumes by name and write each volume in the chosen "
+            "formats, atomically: cfradial = CF/Radial 1.4 <RADAR>_<STRATEGY>_<VOLNR>_<TIME>.nc, "
+            "odim = ODIM_H5 PVOL .h5, cfradial2 = CfRadial 2.1 / FM 301 .cfradial2.nc, "
+            "zarr = .zarr store."
         ),
     )
     parser.add_argument(
@@ -50,6 +54,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=range(10),
         metavar="N",
         help="NetCDF-4 zlib level 0-9 (default 4)",
+    )
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        default="cfradial",
+        metavar="FORMATS",
+        help="comma-separated output formats: cfradial, odim, cfradial2, zarr (default cfradial)",
     )
     parser.set_defaults(handler=run)
 
@@ -131,10 +142,15 @@ def run(args: argparse.Namespace) -> int:
     from radarlib.convert import ConvertOptions, convert_volume
     from radarlib.volume import group_files_into_volumes
 
+    try:
+        formats = parse_formats(args.formats, "--format")
+    except ConfigError as exc:
+        print(f"FAILED {exc}", file=sys.stderr)
+        return 2
     files, problems = collect_files(args.paths)
     for problem in problems:
         print(f"FAILED {problem}", file=sys.stderr)
-    options = ConvertOptions(compression_level=args.compression_level)
+    options = ConvertOptions(compression_level=args.compression_level, formats=formats)
     failed = bool(problems)
     for key, paths in group_files_into_volumes(files).items():
         expected = expected_fields(DEFAULT_VOLUME_TYPES, key.strategy, key.volume_number)
@@ -153,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"OK {result.volume_id} fields={','.join(result.fields)}{missing} "
             f"sweeps={result.nsweeps} rays={result.nrays} gates={result.ngates} "
-            f"-> {result.path} ({result.seconds:.2f} s)"
+            f"-> {', '.join(str(p) for p in result.paths.values())} ({result.seconds:.2f} s)"
         )
         for warning in [*result.warnings, *_extra_warnings(records, result.warnings)]:
             print(f"  warning: {warning}")

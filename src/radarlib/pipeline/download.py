@@ -506,7 +506,8 @@ class DateBasedFTPDaemon:
             ]
             workers.append(asyncio.create_task(self._feeder(start, end), name=f"{self._key}/feed"))
             scanner = asyncio.create_task(self._scan_loop(lister, client, start, end, relist))
-            done, _ = await asyncio.wait([scanner, *workers], return_when=asyncio.FIRST_COMPLETED)
+            workers.append(scanner)  # cancelled with the others when the run ends
+            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # a scanner that returned: the end date is settled
         finally:
@@ -845,27 +846,32 @@ class DateBasedFTPDaemon:
         """Poll every ``poll_interval`` seconds (from one poll's start to the next); return
         once the end date's files are all settled."""
         c, loop = self.config, asyncio.get_running_loop()
-        while True:
-            began, now = loop.time(), self._clock()
-            try:
-                if not client.connected:
-                    client = await self._connect("scanner")
-                listed_all = await lister.poll(client, now, start, end, relist)
-            except (TransportError, StateError, OSError) as exc:
-                logger.warning("listing %s failed: %s; again at the next poll", c.radar_code, exc)
-                client.abort()
-                listed_all = False
-            finally:
-                self._stats.skipped_listing_lines += client.skipped_lines
-                client.skipped_lines = 0
-            self._wake.set()
-            if listed_all:  # all listed: wait for the queue to empty (or a poll), not a poll
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._queue.join(), c.poll_interval)
-                if await self._settled(start, end):
-                    self._log_end(end)
-                    return
-            await asyncio.sleep(max(0.0, began + c.poll_interval - loop.time()))
+        try:
+            while True:
+                began, now = loop.time(), self._clock()
+                try:
+                    if not client.connected:
+                        client = await self._connect("scanner")
+                    listed_all = await lister.poll(client, now, start, end, relist)
+                except (TransportError, StateError, OSError) as exc:
+                    logger.warning(
+                        "listing %s failed: %s; again at the next poll", c.radar_code, exc
+                    )
+                    client.abort()
+                    listed_all = False
+                finally:
+                    self._stats.skipped_listing_lines += client.skipped_lines
+                    client.skipped_lines = 0
+                self._wake.set()
+                if listed_all:  # all listed: wait for the queue to empty (or a poll), not a poll
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._queue.join(), c.poll_interval)
+                    if await self._settled(start, end):
+                        self._log_end(end)
+                        return
+                await asyncio.sleep(max(0.0, began + c.poll_interval - loop.time()))
+        finally:  # the connection it may have opened again is closed with it
+            client.abort()
 
     async def _settled(self, start: datetime | None, end: datetime | None) -> bool:
         """Nothing in ``[start, end]`` still to fetch: no pending file, none failing fewer

@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import socket
 import time
 import traceback
@@ -61,8 +62,9 @@ __all__ = ["ProcessingDaemon", "ProcessingDaemonConfig", "default_worker_id"]
 log = logging.getLogger(__name__)
 
 _RADAR = re.compile(r"[A-Z]{2,5}[0-9]{1,3}")
-#: the converter's atomic-write temporary file: ``.<name>.nc.<pid>.<random>.tmp``
-_TEMP_NC = re.compile(r"\.(?P<name>.+\.nc)\.(?P<pid>[0-9]+)\.[0-9a-f]+\.tmp")
+#: the converter's atomic-write temporaries: ``.<name>.<pid>.<random>.tmp`` for every output
+#: format (a file, or a Zarr store folder), and ``….old``, a Zarr store being replaced
+_TEMP_NC = re.compile(r"\.(?P<name>.+\.(?:nc|h5|zarr))\.(?P<pid>[0-9]+)\.[0-9a-f]+\.(?:tmp|old)")
 #: how often claims of dead processes on this host (and stale claims) are looked for
 _RECOVERY_PERIOD_SECONDS = 60.0
 #: a Dask scheduler address, e.g. ``tcp://10.0.0.5:8786``
@@ -116,6 +118,11 @@ class ProcessingDaemonConfig:
     #: (the bad one is recorded, and the volume rewritten when a new copy arrives); "fail"
     #: fails the whole volume
     on_bad_field: Literal["drop", "fail"] = "drop"
+    #: formats written per volume (radarlib.export.FORMATS); done when all are written
+    output_formats: tuple[str, ...] = ("cfradial",)
+    #: decoder caps on the declared decoded data (MiB) of one BUFR file / one volume
+    max_decoded_mb_per_file: float = 256
+    max_decoded_mb_per_volume: float = 1024
 
     def __post_init__(self) -> None:
         for key in ("local_bufr_dir", "local_netcdf_dir", "state_db"):
@@ -146,6 +153,11 @@ class ProcessingDaemonConfig:
                 "on_bad_field", f"must be 'drop' or 'fail', got {self.on_bad_field!r}"
             )
         self._check_executor()
+        from radarlib.export import parse_formats
+
+        self.output_formats = parse_formats(self.output_formats)
+        _positive("max_decoded_mb_per_file", self.max_decoded_mb_per_file)
+        _positive("max_decoded_mb_per_volume", self.max_decoded_mb_per_volume)
 
     def _check_executor(self) -> None:
         if self.executor not in ("processes", "dask"):
@@ -377,19 +389,18 @@ class ProcessingDaemon:
             tracker.record_problem(radar, "config", message.split(":", 1)[0], message)
 
     def _remove_orphan_temp_files(self) -> None:
-        """Delete temporary NetCDF files whose writer process is dead (a killed conversion).
+        """Delete temporary outputs whose writer process is dead (a killed conversion).
 
         With a Dask cluster the writer may be on another host, where its pid means nothing
         here: a temporary file is then an orphan only once older than ``stale_claim_seconds``.
         """
         remote = self.config.executor == "dask"
         # a dated archive: the folders a conversion of the last days wrote into (older ones
-        # are swept by retention), plus the base folder
+        # are swept by retention), plus the base folder; every format's temporaries
         folders = {base_folder(self.config.local_netcdf_dir), *recent_folders(
             self.config.local_netcdf_dir, self._clock(), hours=72
         )}  # fmt: skip
-        temps = [path for folder in folders for path in folder.glob(".*.tmp")]
-        for path in temps:
+        for path in [path for folder in folders for path in folder.glob(".*.*")]:
             match = _TEMP_NC.fullmatch(path.name)
             if match is None:
                 continue
@@ -401,7 +412,10 @@ class ProcessingDaemon:
             elif _pid_alive(int(match["pid"])):
                 continue
             with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)  # a Zarr store being written or replaced
+                else:
+                    path.unlink()
                 log.warning(
                     "removed %s, left by a conversion of %s that was killed",
                     path.name,
@@ -605,6 +619,9 @@ class ProcessingDaemon:
             else str(self.config.root_resources),
             converter=self._converter,
             on_bad_field=self.config.on_bad_field,
+            output_formats=self.config.output_formats,
+            max_decoded_mb_per_file=self.config.max_decoded_mb_per_file,
+            max_decoded_mb_per_volume=self.config.max_decoded_mb_per_volume,
         )
 
     def _netcdf_folder(self, row: Mapping[str, Any]) -> Path:

@@ -91,6 +91,11 @@ class ConversionJob:
     converter: str = DEFAULT_CONVERTER
     #: a field file that cannot be decoded: "fail" the volume or "drop" the field
     on_bad_field: str = "fail"
+    #: formats written per volume (radarlib.export.FORMATS); the volume is done when all are
+    output_formats: tuple[str, ...] = ("cfradial",)
+    #: decoder caps on declared decoded data, MiB per file and per volume
+    max_decoded_mb_per_file: float = 256
+    max_decoded_mb_per_volume: float = 1024
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,9 @@ def _convert_options(job: ConversionJob) -> Any:
         compression_level=job.compression_level,
         root_resources=root,
         on_bad_field=job.on_bad_field,  # type: ignore[arg-type]  # checked by the daemon config
+        formats=job.output_formats,
+        max_decoded_bytes_per_file=int(job.max_decoded_mb_per_file * 2**20),
+        max_decoded_bytes_per_volume=int(job.max_decoded_mb_per_volume * 2**20),
     )
 
 
