@@ -506,8 +506,7 @@ class DateBasedFTPDaemon:
             ]
             workers.append(asyncio.create_task(self._feeder(start, end), name=f"{self._key}/feed"))
             scanner = asyncio.create_task(self._scan_loop(lister, client, start, end, relist))
-            workers.append(scanner)  # cancelled with the others when the run ends
-            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait([scanner, *workers], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # a scanner that returned: the end date is settled
         finally:
