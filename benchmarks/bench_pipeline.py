@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("PYART_QUIET", "1")
 
@@ -47,6 +48,7 @@ from radarlib.io.ftp import (
     ProcessingDaemon,
     ProcessingDaemonConfig,
 )
+from radarlib.products.settings import ProductSettings
 from radarlib.volume_types import DEFAULT_VOLUME_TYPES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,12 +65,21 @@ class Volume:
     landed: float = 0.0
 
 
-def stage(folder: Path, count: int, first: datetime, radar: str = "RMA1") -> list[Volume]:
+def stage(
+    folder: Path,
+    count: int,
+    first: datetime,
+    radar: str = "RMA1",
+    volume_number: str = "02",
+    fields: list[str] | None = None,
+) -> list[Volume]:
     """Write ``count`` synthetic 0315/02 volumes (flat) to ``folder``, 20 s apart."""
     volumes = []
     for i in range(count):
         when = first + timedelta(seconds=20 * i)
-        files = write_synthetic_volume(folder, radar, "0315", "02", when, seed=i, **GEOMETRY)
+        files = write_synthetic_volume(
+            folder, radar, "0315", volume_number, when, fields, seed=i, **GEOMETRY
+        )
         volumes.append(Volume(files, BufrFileName.parse(files[0].name).volume_key.netcdf_name))
     return volumes
 
@@ -118,14 +129,26 @@ async def wait_for(paths: list[Path], timeout: float, tasks: list[asyncio.Task[N
         await asyncio.sleep(0.02)
 
 
-async def run_case(workers: int, args: argparse.Namespace, base: Path) -> dict[str, float]:
-    work = base / f"workers-{workers}"
+#: with ``products``: 0315/01 volumes of DBZH alone (same geometry), so COLMAX and PPIs apply
+PRODUCT_VOLUMES = {"volume_number": "01", "fields": ["DBZH"]}
+PRODUCT_VOLUME_TYPES = {"0315": {"01": ["DBZH"], "02": ["VRAD", "WRAD"]}}
+
+
+async def run_case(
+    workers: int, args: argparse.Namespace, base: Path, *, products: bool | None = None
+) -> dict[str, float]:
+    """One worker count; ``products`` (default ``args.products``) runs the product stage too:
+    throughput then counts until every volume's products are written (see bench_products)."""
+    products = getattr(args, "products", False) if products is None else products
+    kind = PRODUCT_VOLUMES if getattr(args, "product_volumes", False) or products else {}
+    work = base / f"workers-{workers}{'-products' if products else ''}"
     server_root, out, bufr = work / "ftproot", work / "netcdf", work / "bufr"
     (server_root / "L2" / "RMA1").mkdir(parents=True)
     now = datetime.now(timezone.utc).replace(microsecond=0)
     # recent times (the download daemon re-lists the open hours), distinct per case
     first = now - timedelta(minutes=40) + timedelta(seconds=workers)
-    staged = stage(work / "staging", args.volumes + args.latency_volumes, first)
+    staged = stage(work / "staging", args.volumes + args.latency_volumes, first, **kind)
+    volume_types = PRODUCT_VOLUME_TYPES if kind else DEFAULT_VOLUME_TYPES
     burst, singles = staged[: args.volumes], staged[args.volumes :]
     proc, port = start_server(server_root)
     download = DateBasedFTPDaemon(
@@ -138,7 +161,7 @@ async def run_case(workers: int, args: argparse.Namespace, base: Path) -> dict[s
             local_download_dir=bufr,
             state_db=work / "state.db",
             start_date=now - timedelta(hours=1),
-            volume_types=DEFAULT_VOLUME_TYPES,
+            volume_types=volume_types,
             poll_interval=args.poll,
             max_concurrent_downloads=4,
         )
@@ -148,29 +171,48 @@ async def run_case(workers: int, args: argparse.Namespace, base: Path) -> dict[s
             local_bufr_dir=bufr,
             local_netcdf_dir=out,
             state_db=work / "state.db",
-            volume_types=DEFAULT_VOLUME_TYPES,
+            volume_types=volume_types,
             radar_code="RMA1",
             poll_interval=args.poll,
             max_concurrent_processing=workers,
         )
     )
-    tasks = [asyncio.create_task(download.run()), asyncio.create_task(processing.run())]
+    daemons: list[Any] = [download, processing]
+    product_dir = work / "products"
+    if products:
+        from radarlib.pipeline.products import ProductDaemon, ProductDaemonConfig
+
+        settings = ProductSettings(enabled=True, poll_interval=args.poll)
+        daemons.append(
+            ProductDaemon(
+                ProductDaemonConfig(
+                    radar_code="RMA1", state_db=work / "state.db", output_dir=product_dir,
+                    settings=settings,
+                )
+            )
+        )  # fmt: skip
+    names = ProductSettings().product_names() if products else []
+
+    def outputs(volume: Volume) -> list[Path]:
+        stem = Path(volume.netcdf_name).stem
+        return [out / volume.netcdf_name] + [product_dir / f"{stem}_{n}" for n in names]
+
+    tasks = [asyncio.create_task(d.run()) for d in daemons]
     try:
         await asyncio.sleep(max(4.0, 2 * args.poll))  # workers spawned and warm, first polls done
         t0 = time.time()
         for volume in burst:
             land(server_root, volume)
-        await wait_for(
-            [out / v.netcdf_name for v in burst], timeout=60 + 30 * len(burst), tasks=tasks
-        )
-        last = max((out / v.netcdf_name).stat().st_mtime for v in burst)
+        expected = [p for v in burst for p in outputs(v)]
+        await wait_for(expected, timeout=60 + 30 * len(burst), tasks=tasks)
+        last = max(p.stat().st_mtime for p in expected)
         throughput = len(burst) / ((last - t0) / 60.0)
 
         totals, downloads, conversions = [], [], []
         for volume in singles:
             land(server_root, volume)
             target = out / volume.netcdf_name
-            await wait_for([target], timeout=60 + 10 * args.poll, tasks=tasks)
+            await wait_for(outputs(volume), timeout=60 + 10 * args.poll, tasks=tasks)
             written = target.stat().st_mtime
             local = max((bufr / p.name).stat().st_mtime for p in volume.files)
             totals.append(written - volume.landed)
@@ -181,8 +223,8 @@ async def run_case(workers: int, args: argparse.Namespace, base: Path) -> dict[s
         assert stats["volumes_processed"] == len(staged), stats
         assert stats["volumes_failed"] == 0, stats
     finally:
-        download.stop()
-        processing.stop()
+        for daemon in daemons:
+            daemon.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
         assert proc.stdin is not None
         proc.stdin.close()
@@ -202,6 +244,11 @@ def main() -> int:
     parser.add_argument("--latency-volumes", type=int, default=8)
     parser.add_argument("--poll", type=float, default=2.0)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--products",
+        action="store_true",
+        help="also run the product stage (0315/01 DBZH volumes; see bench_products.py)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("radarlib.pipeline.processing").setLevel(logging.ERROR)

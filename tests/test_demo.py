@@ -88,6 +88,21 @@ def test_quicklook_png_shows_data(run: tuple[Path, str, str]) -> None:
     assert np.mean(np.ptp(rgb.astype(int), axis=1) > 40) > 0.02  # coloured (data) pixels
 
 
+def test_colmax_png_beside_the_quicklook(run: tuple[Path, str, str]) -> None:
+    import matplotlib.image
+
+    out, stdout, _ = run
+    [quick] = list(out.glob("quicklook_*.png"))
+    [png] = list(out.glob("colmax_*.png"))
+    assert png.name == quick.name.replace("quicklook_", "colmax_")
+    assert f"COLMAX:    {png.relative_to(out.parent)}" in stdout or str(png) in stdout
+    image = matplotlib.image.imread(png)
+    assert image.shape[:2] == (700, 800)
+    rgb = (image[80:620, 80:600, :3] * 255).astype(np.uint8).reshape(-1, 3)
+    assert len({tuple(p) for p in rgb}) > 8
+    assert np.mean(np.ptp(rgb.astype(int), axis=1) > 40) > 0.01  # coloured (echo) pixels
+
+
 def test_password_stays_out_of_files_and_output(run: tuple[Path, str, str]) -> None:
     out, stdout, stderr = run
     config = (out / "radarlib.toml").read_text()

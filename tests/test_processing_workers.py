@@ -197,3 +197,45 @@ def test_a_busy_worker_exits_when_its_stdin_closes(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def worker_square(value: int) -> tuple[int, int]:
+    """Runs in a worker: the square and the process that computed it."""
+    return value * value, os.getpid()
+
+
+def worker_refuse(value: int) -> int:
+    raise KeyError(f"no value {value}")
+
+
+def worker_unpicklable(_value: int) -> object:
+    return lambda: None  # a lambda cannot cross the pipe
+
+
+def worker_die(_value: int) -> int:
+    os._exit(5)
+
+
+def test_pool_call_runs_functions_in_workers(tmp_path: Path) -> None:
+    """``ConversionPool.call`` (the product stage's jobs): results, errors, a dead worker."""
+
+    async def scenario() -> None:
+        pool = ConversionPool(1, converter=f"{HERE}:fake_convert")
+        try:
+            square, pid = await pool.call(worker_square, 7)
+            assert square == 49 and pid != os.getpid() and pid in pool.worker_pids()
+            with pytest.raises(KeyError, match="no value 3"):
+                await pool.call(worker_refuse, 3)
+            with pytest.raises(RuntimeError, match="worker_unpicklable: its result cannot"):
+                await pool.call(worker_unpicklable, 1)
+            assert pool.worker_pids() == [pid]  # none of that cost the worker
+            with pytest.raises(WorkerDiedError, match=r"worker_die.*exited with status 5"):
+                await pool.call(worker_die, 1)
+            assert pool.restarts == 1
+            square, second = await pool.call(worker_square, 3)
+            assert square == 9 and second != pid
+        finally:
+            await pool.close(abandon=False)
+        assert pool.worker_pids() == []
+
+    asyncio.run(scenario())

@@ -7,11 +7,20 @@ reads the same wherever it was set: ``download.poll_interval: must be > 0, got -
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from radarlib.errors import ConfigError
 
-__all__ = ["check_aware", "check_bool", "check_integer", "check_number", "type_name"]
+__all__ = [
+    "check_aware",
+    "check_bool",
+    "check_integer",
+    "check_number",
+    "radar_table",
+    "type_name",
+]
 
 
 def type_name(value: object) -> str:
@@ -72,3 +81,27 @@ def check_aware(key: str, value: object) -> datetime | None:
             key, "must be timezone-aware (UTC), e.g. datetime(..., tzinfo=timezone.utc)"
         )
     return value
+
+
+def radar_table(
+    data: Mapping[str, Any] | None, section: str, radar: str | None, known: Iterable[str]
+) -> dict[str, Any]:
+    """The keys of table ``section`` with ``[<section>.radars.<radar>]`` applied over them.
+
+    Unknown keys are a :class:`ConfigError` naming ``<section>.<key>``.
+    """
+    values = dict(data or {})
+    per_radar = values.pop("radars", {}) or {}
+    if not isinstance(per_radar, Mapping):
+        raise ConfigError(f"{section}.radars", "must be a table of radar codes")
+    if radar is not None and radar in per_radar:
+        if not isinstance(per_radar[radar], Mapping):
+            raise ConfigError(f"{section}.radars.{radar}", "must be a table")
+        values.update(per_radar[radar])
+    allowed = set(known)
+    for key in values:
+        if key not in allowed:
+            raise ConfigError(
+                f"{section}.{key}", f"unknown key (known: {', '.join(sorted(allowed))})"
+            )
+    return values

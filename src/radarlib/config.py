@@ -382,6 +382,7 @@ _PROCESSING_ELSEWHERE = frozenset(
     {
         "local_bufr_dir", "local_netcdf_dir", "state_db", "volume_types", "radar_name",
         "radar_code", "root_resources", "worker_id", "compression_level", "output_formats",
+        "qc",
     }
 )  # fmt: skip
 #: the [output] keys and the ProcessingDaemonConfig field each one sets; a radar's
@@ -480,6 +481,9 @@ _TOP_KEYS = (
     "notifications",
     "metrics",
     "dashboard",
+    # quality control and products, parsed by radarlib.qc and radarlib.products.settings
+    "qc",
+    "products",
 )
 
 
@@ -500,6 +504,10 @@ class Config:
     download: dict[str, Any] = field(default_factory=dict)
     processing: dict[str, Any] = field(default_factory=dict)
     output: dict[str, Any] = field(default_factory=dict)
+    #: the [qc] table (None: no quality control); radarlib.qc.qc_config_from_mapping reads it
+    qc: dict[str, Any] | None = None
+    #: the [products] table; radarlib.products.settings reads it
+    products: dict[str, Any] = field(default_factory=dict)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
     source_file: Path | None = None
@@ -591,7 +599,59 @@ class Config:
                 root_resources=self.paths.root_resources,
                 **self.processing,
                 **output,
+                **({"qc": self.qc_config(code).to_mapping()} if self.qc is not None else {}),
             )
+
+    # -- quality control and products (radarlib.qc, radarlib.products)
+
+    def qc_config(self, code: str) -> Any:
+        """The :class:`~radarlib.qc.QCConfig` of one radar (``[qc]`` + ``[qc.radars.<code>]``)."""
+        from radarlib.qc import QCConfig, qc_config_from_mapping
+
+        if self.qc is None:
+            return QCConfig(enabled=False)
+        return qc_config_from_mapping(self.qc, self.radar(code).code)
+
+    def product_settings(self, code: str) -> Any:
+        """The :class:`~radarlib.products.settings.ProductSettings` of one radar."""
+        from radarlib.products.settings import product_settings_from_mapping
+
+        base = self.source_file.parent if self.source_file is not None else Path(".")
+        return product_settings_from_mapping(self.products, self.radar(code).code, base_dir=base)
+
+    def check_products_input(self, code: str) -> None:
+        """Products read the CF/Radial file: with products on, it must be the first format."""
+        if not self.product_settings(code).enabled:
+            return
+        radar = self.radar(code)
+        formats = radar.output_formats or self.output.get("formats") or ("cfradial",)
+        if formats[0] == "cfradial":
+            return
+        key = "output.formats"
+        if radar.output_formats is not None:
+            key = f"radars[{self.radars.index(radar)}].output_formats"
+        raise ConfigError(
+            key,
+            f'products are read from the CF/Radial file: put "cfradial" first, not {list(formats)}',
+        )
+
+    def products_dir(self, code: str) -> Path:
+        """Where ``code``'s products go: ``products.output_dir``, else beside its NetCDF folder."""
+        settings = self.product_settings(code)
+        if settings.output_dir is not None:
+            return Path(settings.output_dir)
+        return self.netcdf_dir(code).parent / "products"
+
+    def product_config(self, code: str) -> Any:
+        """The :class:`~radarlib.pipeline.products.ProductDaemonConfig` of one radar."""
+        from radarlib.pipeline.products import ProductDaemonConfig
+
+        return ProductDaemonConfig(
+            radar_code=self.radar(code).code,
+            state_db=self.state_db(code),
+            output_dir=self.products_dir(code),
+            settings=self.product_settings(code),
+        )
 
 
 @contextlib.contextmanager
@@ -825,8 +885,13 @@ def parse_config(
     operations = OperationsSettings()
     with problems.collect():
         operations = parse_operations(data, base)
-    problems.raise_any()
-    return Config(
+    qc: dict[str, Any] | None = None
+    products: dict[str, Any] = {}
+    with problems.collect():
+        qc = dict(_table("qc", data["qc"])) if "qc" in data else None
+    with problems.collect():
+        products = dict(_table("products", data.get("products", {})))
+    config = Config(
         sources=sources,
         radars=radars,
         paths=paths,
@@ -834,6 +899,8 @@ def parse_config(
         download=tables["download"],
         processing=tables["processing"],
         output=tables["output"],
+        qc=qc,
+        products=products,
         logging=LoggingSettings(
             level=log_values.get("level", "INFO"), format=log_values.get("format", "text")
         ),
@@ -842,6 +909,19 @@ def parse_config(
         warnings=tuple(volume_type_warnings(volume_types)),
         operations=operations,
     )
+    # a bad [qc] / [products] value fails at load time, naming its key (once, not per radar)
+    seen: set[str] = set()
+    for radar in radars:
+        for check in (config.qc_config, config.product_settings, config.check_products_input):
+            try:
+                check(radar.code)
+            except ConfigError as exc:
+                for problem in exc.problems if isinstance(exc, ConfigErrors) else [exc]:
+                    if str(problem) not in seen:
+                        seen.add(str(problem))
+                        problems.add(problem)
+    problems.raise_any()
+    return config
 
 
 def load_config(

@@ -30,7 +30,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from radarlib.bufr.layout import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_VOLUME_BYTES, Inflater
 from radarlib.bufr.model import BufrFile
@@ -39,6 +39,9 @@ from radarlib.export import DEFAULT_FORMATS, output_name, parse_formats
 from radarlib.filename import BufrFileName
 from radarlib.vocabulary import DROPPED_FIELD_ERRORS_ATTR, DROPPED_FIELDS_ATTR
 from radarlib.volume import Volume, assemble_volume
+
+if TYPE_CHECKING:
+    from radarlib.qc import QCConfig
 
 __all__ = [
     "ConversionResult",
@@ -67,6 +70,7 @@ class ConvertOptions:
     max_decoded_bytes_per_volume: int | None = DEFAULT_MAX_VOLUME_BYTES
     #: inflate threads per volume (None: the usable cores, at most 4)
     decode_threads: int | None = None
+    qc: QCConfig | None = None  #: quality control before writing (radarlib.qc); None = none
 
     def __post_init__(self) -> None:
         if self.on_bad_field not in ("drop", "fail"):
@@ -193,13 +197,21 @@ def load_volume(
     options: ConvertOptions | None = None,
     expected_fields: Sequence[str] | None = None,
     bad: list[tuple[str, str, str]] | None = None,
+    qc: bool = False,
 ) -> Volume:
-    """Decode and assemble the field files of one volume (no Py-ART, no writing)."""
+    """Decode and assemble the field files of one volume (no Py-ART, no writing).
+
+    ``qc``: run the quality-control identity check of ``options.qc`` (file name vs content)
+    on the decoded files before they are assembled (:func:`radarlib.qc.check_files`).
+    """
     opts = options or ConvertOptions()
+    decoded = decode_files(files, options=opts, bad=bad)
+    if qc and opts.qc is not None and opts.qc.enabled and opts.qc.check_identity:
+        from radarlib.qc import check_files
+
+        check_files(decoded, opts.qc)
     return assemble_volume(
-        decode_files(files, options=opts, bad=bad),
-        elevation_tolerance=opts.elevation_tolerance,
-        expected_fields=expected_fields,
+        decoded, elevation_tolerance=opts.elevation_tolerance, expected_fields=expected_fields
     )
 
 
@@ -268,12 +280,19 @@ def convert_volume(
     if not files:
         raise VolumeError("no field files given")
     bad: list[tuple[str, str, str]] | None = [] if opts.on_bad_field == "drop" else None
-    volume = load_volume(files, options=opts, expected_fields=expected_fields, bad=bad)
+    volume = load_volume(files, options=opts, expected_fields=expected_fields, bad=bad, qc=True)
     attrs: dict[str, str] = {}
+    written = volume  # with QC: the raw fields plus their QC'd copies or flags
+    if opts.qc is not None and opts.qc.enabled:
+        from radarlib.qc import run_qc
+
+        qc = run_qc(volume, opts.qc)
+        written = qc.volume
+        attrs.update(qc.attrs())
     if bad:
         attrs[DROPPED_FIELDS_ATTR] = ", ".join(f for f, *_ in bad)
         attrs[DROPPED_FIELD_ERRORS_ATTR] = "\n".join(f"{f}: {e}" for f, _, e in bad)
-    paths = write_outputs(volume, output_dir, opts, attrs=attrs)
+    paths = write_outputs(written, output_dir, opts, attrs=attrs)
     return ConversionResult(
         volume_id=volume.key.volume_id,
         path=next(iter(paths.values())),

@@ -187,6 +187,8 @@ def write_demo_config(output: Path, port: int, user: str, served: Sequence[Serve
         "retry_backoff_seconds = 1",
         "shutdown_grace_seconds = 20",
         "",
+        "[qc]   # quality control with the default settings: DBZH_QC beside DBZH",
+        "",
     ]
     for strategy, numbers in _volume_types(served).items():
         lines.append(f'[volume_types."{strategy}"]')
@@ -313,6 +315,8 @@ class DemoReport:
     elapsed: float
     timed_out: bool = False
     errors: list[str] = field(default_factory=list)
+    #: the COLMAX image of the quicklook's volume (radarlib.products)
+    colmax: Path | None = None
     #: a Prometheus scrape of the dashboard's /metrics at the end of the run
     metrics: Path | None = None
 
@@ -493,8 +497,9 @@ def _prepare(output: Path) -> None:
             shutil.rmtree(target)
         elif target.exists():
             target.unlink()
-    for old in output.glob("quicklook_*.png") if output.exists() else ():
-        old.unlink()
+    for pattern in ("quicklook_*.png", "colmax_*.png"):
+        for old in output.glob(pattern) if output.exists() else ():
+            old.unlink()
     (output / "metrics.txt").unlink(missing_ok=True)
     output.mkdir(parents=True, exist_ok=True)
     (output / _MARKER).write_text("made by radarlib demo; safe to delete\n")
@@ -511,6 +516,17 @@ def _pick_quicklook(rows: Sequence[VolumeRow], netcdf: Sequence[Path]) -> Path |
         if path is not None:
             return path
     return None
+
+
+def _colmax_png(netcdf: Path, output: Path) -> Path:
+    """COLMAX (240 km, 1 km) of one volume's QC'd DBZH as ``colmax_<volume>.png``."""
+    from radarlib.products.colmax import make_colmax
+    from radarlib.products.grid import GridSpec
+    from radarlib.products.polar import read_polar
+    from radarlib.products.ppi import render_colmax
+
+    colmax = make_colmax(read_polar(netcdf), GridSpec(240.0, 1.0))
+    return render_colmax(colmax, output / f"colmax_{netcdf.stem}.png")
 
 
 async def _run(
@@ -579,6 +595,7 @@ async def _run(
 
         png = output / f"quicklook_{chosen.stem}.png"
         report.quicklook = await asyncio.to_thread(quicklook, chosen, png)
+        report.colmax = await asyncio.to_thread(_colmax_png, chosen, output)
     if board is not None:
         try:
             report.metrics = await asyncio.to_thread(_scrape_metrics, board.url, output)
@@ -648,6 +665,8 @@ def run_demo(
         stream.write(f"metrics (Prometheus scrape): {_relative(report.metrics)}\n")
     if report.quicklook is not None:
         stream.write(f"quicklook: {_relative(report.quicklook)}\n")
+        if report.colmax is not None:
+            stream.write(f"COLMAX:    {_relative(report.colmax)}\n")
     else:
         report.errors.append("no completed volume with DBZH to draw")
     if report.timed_out:

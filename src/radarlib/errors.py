@@ -14,6 +14,8 @@ __all__ = [
     "FileNameError",
     "InvalidStatusError",
     "OwnershipError",
+    "ProductError",
+    "QCError",
     "RadarlibError",
     "RemoteFileError",
     "RemotePathError",
@@ -53,6 +55,26 @@ class FileNameError(RadarlibError, ValueError):
 
 class VolumeError(RadarlibError, ValueError):
     """A volume could not be assembled or converted; names the volume, file and reason."""
+
+    def __init__(self, reason: str, source: object | None = None) -> None:
+        self.reason = reason
+        self.source = None if source is None else str(source)
+        super().__init__(_about(self.source, reason))
+
+
+class QCError(VolumeError):
+    """A volume failed a hard quality-control check (geometry, file name vs content, times).
+
+    ``check`` names the QC step that refused the volume (``geometry``, ``identity``, ``times``).
+    """
+
+    def __init__(self, check: str, reason: str, source: object | None = None) -> None:
+        self.check = check
+        super().__init__(f"QC {check}: {reason}", source=source)
+
+
+class ProductError(RadarlibError, ValueError):
+    """A product (COLMAX, PPI image, GeoTIFF) could not be made; names the volume and reason."""
 
     def __init__(self, reason: str, source: object | None = None) -> None:
         self.reason = reason

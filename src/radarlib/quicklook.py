@@ -21,10 +21,10 @@ import numpy as np
 
 from radarlib.errors import VolumeError
 
-__all__ = ["PPI", "quicklook", "read_ppi"]
+__all__ = ["FIELD_STYLES", "PPI", "cell_edges", "quicklook", "read_ppi", "volume_time"]
 
 #: Display limits per field family (vmin, vmax, colormap); others use the data's 2-98 %.
-_STYLE: dict[str, tuple[float, float, str]] = {
+FIELD_STYLES: dict[str, tuple[float, float, str]] = {
     "DBZ": (-10.0, 70.0, "turbo"),
     "ZDR": (-2.0, 6.0, "viridis"),
     "RHOHV": (0.5, 1.05, "magma"),
@@ -65,7 +65,8 @@ def _chars(var: Any) -> str:
     return str(np.ravel(raw)[0] if np.ndim(raw) else raw).strip()
 
 
-def _volume_time(ds: Any) -> datetime | None:
+def volume_time(ds: Any) -> datetime | None:
+    """The volume start time of an open CF/Radial dataset (None if absent or unreadable)."""
     text = None
     if "time_coverage_start" in ds.variables:
         text = _chars(ds.variables["time_coverage_start"])
@@ -120,7 +121,7 @@ def read_ppi(path: str | os.PathLike[str], field: str = "DBZH", sweep: int | Non
         units = var.units if "units" in var.ncattrs() else ""
         return PPI(
             radar=radar,
-            time=_volume_time(ds),
+            time=volume_time(ds),
             field=field,
             units=str(units),
             elevation=elevation,
@@ -130,7 +131,7 @@ def read_ppi(path: str | os.PathLike[str], field: str = "DBZH", sweep: int | Non
         )
 
 
-def _edges(centres: np.ndarray, *, circular: bool = False) -> np.ndarray:
+def cell_edges(centres: np.ndarray, *, circular: bool = False) -> np.ndarray:
     """Cell edges around sorted cell centres (wrapping at 360 degrees when ``circular``)."""
     if centres.size == 1:
         step = 1.0
@@ -160,14 +161,14 @@ def quicklook(
     from matplotlib.figure import Figure
 
     ppi = read_ppi(netcdf_path, field, sweep)
-    az_edges = np.deg2rad(_edges(ppi.azimuth, circular=True))
-    r_edges = np.clip(_edges(ppi.range_m), 0.0, None) / 1000.0
+    az_edges = np.deg2rad(cell_edges(ppi.azimuth, circular=True))
+    r_edges = np.clip(cell_edges(ppi.range_m), 0.0, None) / 1000.0
     x = np.sin(az_edges)[:, None] * r_edges[None, :]
     y = np.cos(az_edges)[:, None] * r_edges[None, :]
 
-    family = next((k for k in _STYLE if ppi.field.startswith(k)), None)
+    family = next((k for k in FIELD_STYLES if ppi.field.startswith(k)), None)
     if family is not None:
-        vmin, vmax, cmap = _STYLE[family]
+        vmin, vmax, cmap = FIELD_STYLES[family]
     else:
         valid = ppi.data.compressed()
         vmin, vmax = np.percentile(valid, [2, 98]) if valid.size else (0.0, 1.0)

@@ -44,6 +44,9 @@ __all__ = [
     "PLATFORM_TYPE",
     "PRIMARY_AXIS",
     "PRT_MODE",
+    "QC_FLAGS_SUFFIX",
+    "QC_FLAG_MEANINGS",
+    "QC_SUFFIX",
     "SOFTWARE",
     "STATUS_SUFFIX",
     "STRING_LENGTH",
@@ -71,6 +74,17 @@ SWEEP_MODE = "azimuth_surveillance"
 PLATFORM_TYPE = "fixed"
 PRIMARY_AXIS = "axis_z"
 INSTRUMENT_TYPE = "radar"
+#: Suffix of a quality-controlled copy of a field (``DBZH`` -> ``DBZH_QC``, radarlib.qc).
+QC_SUFFIX = "_QC"
+#: Suffix of a field's QC bit-mask variable (``DBZH`` -> ``DBZH_QC_FLAGS``, radarlib.qc).
+QC_FLAGS_SUFFIX = "_QC_FLAGS"
+#: ``flag_masks`` / ``flag_meanings`` of ``<FIELD>_QC_FLAGS`` (bits of radarlib.qc.FLAG_BITS).
+QC_FLAG_MEANINGS: dict[str, int] = {
+    "clutter": 1,
+    "speckle": 2,
+    "velocity_width": 4,
+    "velocity_zero": 8,
+}
 #: Length of the ``string_length`` dimension for character variables.
 STRING_LENGTH = 32
 #: Global attributes naming the field files left out of a volume (``on_bad_field = "drop"``)
@@ -186,8 +200,42 @@ _RANGE_SHIFT_COMMENT = (
 )
 
 
+def _qc_attrs(name: str) -> dict[str, Any] | None:
+    """Attributes of a QC variable (``DBZH_QC``, ``DBZH_QC_FLAGS``); None for other names."""
+    if name.endswith(QC_FLAGS_SUFFIX):
+        base = name[: -len(QC_FLAGS_SUFFIX)]
+        return {
+            "long_name": f"Quality-control flags of {base}",
+            "units": "1",
+            "flag_masks": np.array(list(QC_FLAG_MEANINGS.values()), dtype=np.float32),
+            "flag_meanings": " ".join(QC_FLAG_MEANINGS),
+            "comment": f"Bits set where a QC filter removed the {base} gate; 0 = kept",
+        }
+    if name.endswith(QC_SUFFIX):
+        base = name[: -len(QC_SUFFIX)]
+        attrs = field_attrs(base)
+        attrs["long_name"] = f"{attrs['long_name']}, quality controlled"
+        attrs["comment"] = (
+            f"{base} with the gates removed by radarlib QC masked (status undetect); "
+            "the steps are in the global attribute qc_steps"
+        )
+        return attrs
+    return None
+
+
 def field_attrs(name: str) -> dict[str, Any]:
     """CF/Radial attributes of field ``name``; an unknown quantity passes through with its name."""
+    qc = _qc_attrs(name)
+    if qc is not None:
+        qc.update(
+            {
+                "_FillValue": FILL_VALUE,
+                "coordinates": _FIELD_COORDINATES,
+                "ancillary_variables": status_name(name),
+                "range_shift_comment": _RANGE_SHIFT_COMMENT,
+            }
+        )
+        return qc
     vocab = FIELD_VOCABULARY.get(name)
     attrs: dict[str, Any] = {}
     if vocab is None:

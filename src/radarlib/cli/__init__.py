@@ -19,8 +19,8 @@ __all__ = ["COMMANDS", "add_command", "add_state_arguments", "build_parser", "ma
 
 #: Sub-command modules under :mod:`radarlib.cli`, in ``--help`` order.
 COMMANDS: tuple[str, ...] = (
-    "inspect", "convert", "run", "rescan", "status", "reprocess", "demo", "dashboard",
-    "cleanup",
+    "inspect", "convert", "run", "rescan", "status", "reprocess", "products", "demo",
+    "dashboard", "cleanup",
 )  # fmt: skip
 
 

@@ -18,11 +18,15 @@ import logging
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from radarlib.errors import ConfigError, FileNameError, RadarlibError
 from radarlib.export import parse_formats
 from radarlib.filename import BufrFileName
 from radarlib.volume_types import DEFAULT_VOLUME_TYPES, expected_fields
+
+if TYPE_CHECKING:
+    from radarlib.convert import ConversionResult
 
 __all__ = ["collect_files", "register", "run"]
 
@@ -62,7 +66,47 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="FORMATS",
         help="comma-separated output formats: cfradial, odim, cfradial2, zarr (default cfradial)",
     )
+    parser.add_argument(
+        "--qc",
+        action="store_true",
+        help="quality control with the default settings (adds DBZH_QC; docs/products.md)",
+    )
+    parser.add_argument(
+        "--products",
+        action="store_true",
+        help="also make the default products (COLMAX PNG + COG, lowest-sweep DBZH PPIs)",
+    )
+    parser.add_argument(
+        "--products-dir", type=Path, metavar="DIR", help="where products go (default OUTDIR)"
+    )
     parser.set_defaults(handler=run)
+
+
+def _products(result: ConversionResult, out: Path) -> bool:
+    """Make the default products of one converted volume here (by hand); False if any failed.
+
+    Products whose field the volume lacks (no DBZH in a VRAD/WRAD volume) are not made.
+    """
+    from radarlib.products.settings import ProductSettings
+    from radarlib.products.stage import ProductJob, run_product_job
+
+    settings = ProductSettings()
+    names = [n for n, f in settings.required_fields().items() if f in result.fields]
+    if not names:
+        print(f"  products: none apply (no {settings.colmax_field} or PPI field)")
+        return True
+    volume_id = result.volume_id
+    netcdf = result.paths.get("cfradial", result.path)
+    job = ProductJob(volume_id, str(netcdf), str(out), tuple(names), settings.to_mapping(),
+                     force=True)  # fmt: skip
+    ok = True
+    for item in run_product_job(job).results:
+        if item.ok:
+            print(f"  product {item.product} -> {item.path} ({item.seconds:.2f} s)")
+        else:
+            ok = False
+            print(f"FAILED {volume_id} {item.product}: {item.error}", file=sys.stderr)
+    return ok
 
 
 def collect_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
@@ -147,10 +191,19 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"FAILED {exc}", file=sys.stderr)
         return 2
+    if args.products and "cfradial" not in formats:
+        print("FAILED --products: products are made from the cfradial output; add it to "
+              "--format", file=sys.stderr)  # fmt: skip
+        return 2
     files, problems = collect_files(args.paths)
     for problem in problems:
         print(f"FAILED {problem}", file=sys.stderr)
-    options = ConvertOptions(compression_level=args.compression_level, formats=formats)
+    qc = None
+    if args.qc:
+        from radarlib.qc import QCConfig
+
+        qc = QCConfig()
+    options = ConvertOptions(compression_level=args.compression_level, formats=formats, qc=qc)
     failed = bool(problems)
     for key, paths in group_files_into_volumes(files).items():
         expected = expected_fields(DEFAULT_VOLUME_TYPES, key.strategy, key.volume_number)
@@ -173,6 +226,9 @@ def run(args: argparse.Namespace) -> int:
         )
         for warning in [*result.warnings, *_extra_warnings(records, result.warnings)]:
             print(f"  warning: {warning}")
+        if args.products:
+            out = args.products_dir or args.output_dir
+            failed = not _products(result, out) or failed
     if not files and not problems:
         print("FAILED no BUFR files given", file=sys.stderr)
         failed = True

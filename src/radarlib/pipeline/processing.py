@@ -50,7 +50,7 @@ from radarlib.pipeline.workers import (
     ExecutorUnavailableError,
     WorkerDiedError,
 )
-from radarlib.state.events import wait_for_ready
+from radarlib.state.events import announce_ready, wait_for_ready
 from radarlib.state.ops_rows import record_conversion_seconds
 from radarlib.volume_types import VolumeTypes, validate_volume_types, volume_type_warnings
 
@@ -123,6 +123,9 @@ class ProcessingDaemonConfig:
     #: decoder caps on the declared decoded data (MiB) of one BUFR file / one volume
     max_decoded_mb_per_file: float = 256
     max_decoded_mb_per_volume: float = 1024
+    #: quality control before writing (``radarlib.qc.QCConfig`` fields, set from ``[qc]``);
+    #: None = no QC
+    qc: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for key in ("local_bufr_dir", "local_netcdf_dir", "state_db"):
@@ -622,6 +625,7 @@ class ProcessingDaemon:
             output_formats=self.config.output_formats,
             max_decoded_mb_per_file=self.config.max_decoded_mb_per_file,
             max_decoded_mb_per_volume=self.config.max_decoded_mb_per_volume,
+            qc=None if self.config.qc is None else dict(self.config.qc),
         )
 
     def _netcdf_folder(self, row: Mapping[str, Any]) -> Path:
@@ -742,6 +746,7 @@ class ProcessingDaemon:
             with contextlib.suppress(Exception):  # for the metrics only; never fails a volume
                 record_conversion_seconds(tracker, volume_id, outcome.seconds)
             self._counters["volumes_processed"] += 1
+            announce_ready(f"{self.config.state_db}#completed")  # wakes the product daemon
             note = f", missing {','.join(outcome.missing_fields)}" if outcome.missing_fields else ""
             log.info(
                 "volume %s processed in %.2fs -> %s%s",

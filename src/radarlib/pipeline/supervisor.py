@@ -1,7 +1,8 @@
 """The daemons of the enabled radars of a config, run together on one event loop, failing whole.
 
-:class:`Pipeline` builds one download daemon and one processing daemon per radar from a
-:class:`~radarlib.config.Config`; :func:`run_pipeline` runs it with SIGINT/SIGTERM handled.
+:class:`Pipeline` builds one download daemon and one processing daemon per radar (and a
+product daemon where ``[products]`` is enabled) from a :class:`~radarlib.config.Config`;
+:func:`run_pipeline` runs it with SIGINT/SIGTERM handled.
 ``radarlib run`` and ``radarlib demo`` both use them.
 
 Each daemon retries what is transient inside itself (an unreachable server, a busy or full
@@ -47,7 +48,7 @@ EXIT_CONFIG = 2
 
 log = logging.getLogger("radarlib.run")
 
-Role = Literal["download", "processing"]
+Role = Literal["download", "processing", "products"]
 
 #: after a failure, the others get their shutdown grace plus this long before being cancelled
 _STOP_MARGIN_SECONDS = 10.0
@@ -98,6 +99,11 @@ class Pipeline:
             if "processing" in roles:
                 processor = ProcessingDaemon(config.processing_config(code))
                 self.daemons.append(DaemonTask(code, "processing", processor))
+            if "processing" in roles and config.product_settings(code).enabled:
+                from radarlib.pipeline.products import ProductDaemon
+
+                products = ProductDaemon(config.product_config(code))
+                self.daemons.append(DaemonTask(code, "products", products))
         self._stopping = False
 
     @property

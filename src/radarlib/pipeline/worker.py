@@ -8,7 +8,10 @@ re-runs the parent's ``__main__``): a user script that ends with a bare
 Protocol: length-prefixed pickles (:func:`write_frame` / :func:`read_frame`), one request and
 one reply at a time. The parent sends ``{"sys_path": [...], "converter": "module:function"}``
 first, the worker answers ``("ready", pid)``; then ``("ping",)`` → ``("pong", pid)`` and
-``("job", ConversionJob)`` → ``("outcome", ConversionOutcome)``. The frames travel on a
+``("job", ConversionJob)`` → ``("outcome", ConversionOutcome)``, and
+``("call", "module:function", args)`` → ``("returned", value)`` or ``("raised", exception)``
+(:meth:`~radarlib.pipeline.workers.ConversionPool.call`, e.g. the product stage's jobs;
+a result that cannot be pickled comes back as a raised error). The frames travel on a
 private copy of file descriptor 1; descriptor 1 itself is pointed at stderr so that a
 converter's ``print`` cannot corrupt the protocol.
 
@@ -31,6 +34,7 @@ import signal
 import struct
 import sys
 import threading
+from collections.abc import Callable
 from typing import IO, Any
 
 __all__ = ["PARENT_ENV", "main", "read_frame", "write_frame"]
@@ -91,6 +95,18 @@ def _read_requests(stream: IO[bytes], inbox: queue.Queue[Any]) -> None:
             os._exit(0)
 
 
+def _reply_to_call(
+    replies: IO[bytes], target: str, args: Any, run_call: Callable[..., tuple[str, Any]]
+) -> None:
+    """Answer a ``call`` request; a result that cannot be pickled is reported, not fatal."""
+    reply = run_call(target, tuple(args))
+    try:
+        write_frame(replies, reply)  # pickles first: nothing is written if that fails
+    except Exception as exc:
+        error = RuntimeError(f"{target}: its result cannot be sent back from the worker: {exc}")
+        write_frame(replies, ("raised", error))
+
+
 def main() -> int:
     """Serve requests until stdin closes."""
     _die_with_parent()
@@ -111,7 +127,7 @@ def main() -> int:
     for entry in reversed(init.get("sys_path", [])):
         if entry and entry not in sys.path:
             sys.path.insert(0, entry)
-    from radarlib.pipeline.workers import preload_converter, run_job
+    from radarlib.pipeline.workers import preload_converter, run_call, run_job
 
     preload_converter(str(init.get("converter", "")))
     write_frame(replies, ("ready", os.getpid()))
@@ -123,6 +139,8 @@ def main() -> int:
             write_frame(replies, ("pong", os.getpid()))
         elif request[0] == "job":
             write_frame(replies, ("outcome", run_job(request[1])))
+        elif request[0] == "call":
+            _reply_to_call(replies, request[1], request[2], run_call)
         else:
             write_frame(replies, ("error", f"unknown request {request[0]!r}"))
 

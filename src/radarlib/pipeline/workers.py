@@ -47,6 +47,7 @@ __all__ = [
     "ConversionPool",
     "ExecutorUnavailableError",
     "WorkerDiedError",
+    "run_call",
     "run_job",
 ]
 
@@ -96,6 +97,8 @@ class ConversionJob:
     #: decoder caps on declared decoded data, MiB per file and per volume
     max_decoded_mb_per_file: float = 256
     max_decoded_mb_per_volume: float = 1024
+    #: quality control (``radarlib.qc.QCConfig`` fields), None = none
+    qc: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,11 @@ def _convert_options(job: ConversionJob) -> Any:
     from radarlib.convert import ConvertOptions
 
     root = None if job.root_resources is None else Path(job.root_resources)
+    qc = None
+    if job.qc is not None:
+        from radarlib.qc import qc_config_from_mapping
+
+        qc = qc_config_from_mapping(job.qc)
     return ConvertOptions(
         compression_level=job.compression_level,
         root_resources=root,
@@ -148,6 +156,7 @@ def _convert_options(job: ConversionJob) -> Any:
         formats=job.output_formats,
         max_decoded_bytes_per_file=int(job.max_decoded_mb_per_file * 2**20),
         max_decoded_bytes_per_volume=int(job.max_decoded_mb_per_volume * 2**20),
+        qc=qc,
     )
 
 
@@ -246,6 +255,23 @@ def run_job(job: ConversionJob) -> ConversionOutcome:
         seconds=time.perf_counter() - started,
         bad_fields=tuple(getattr(result, "bad_fields", ())),
     )
+
+
+def run_call(target: str, args: tuple[Any, ...]) -> tuple[str, Any]:
+    """Run ``target(*args)`` in a worker: ``("returned", value)`` or ``("raised", exception)``.
+
+    An exception that would not survive the trip back (unpicklable) is replaced by a
+    :class:`RuntimeError` carrying its type, text and traceback.
+    """
+    try:
+        return ("returned", _resolve(target)(*args))
+    except Exception as exc:  # report, never crash the worker
+        try:
+            pickle.loads(pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL))
+        except Exception:
+            text = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+            return ("raised", RuntimeError(f"{target} failed in a worker: {text}"))
+        return ("raised", exc)
 
 
 def preload_converter(converter: str) -> None:
@@ -457,6 +483,29 @@ class ConversionPool:
         await asyncio.gather(
             *(self._run(("ping",)) for _ in range(self.max_workers)), return_exceptions=True
         )
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run the module-level function ``fn(*args)`` in a worker and return its result.
+
+        The worker imports ``fn`` by name (``module:qualified name``); ``args`` and the result
+        cross the pipes pickled. An exception raised by ``fn`` is raised here (as a
+        :class:`RuntimeError` naming its type when it cannot be pickled);
+        :class:`WorkerDiedError` if the worker process died while running it,
+        :class:`ExecutorUnavailableError` if no worker could be started.
+        """
+        target = f"{fn.__module__}:{fn.__qualname__}"
+        try:
+            kind, value = await self._run(("call", target, args))
+        except EOFError as exc:
+            raise WorkerDiedError(
+                f"the worker process died while running {target}: {exc}",
+                signal_number=getattr(exc, "signal_number", None),
+            ) from None
+        if kind == "raised":
+            raise value
+        if kind != "returned":
+            raise RuntimeError(f"worker answered {kind!r}: {value}")
+        return value
 
     async def convert(self, job: ConversionJob) -> ConversionOutcome:
         """Run ``job`` in a worker; :class:`WorkerDiedError` if its worker process died."""

@@ -13,12 +13,13 @@ indexes for every hot query. Version 3 adds ``remote_files``, the download side'
 the server: every wanted file seen (size, first seen), fetched, short, failed or rejected,
 and when to try it next. Version 4 adds ``problems`` and ``bad_fields``. Version 5 adds what
 retention records (``downloads.deleted_at``, ``volume_processing.netcdf_deleted_at``) and the
-conversion time the metrics report (``volume_processing.conversion_seconds``).
+conversion time the metrics report (``volume_processing.conversion_seconds``). Version 6 adds
+``products``, one row per volume x product of the product stage (:mod:`radarlib.products`).
 
 >>> import sqlite3
 >>> conn = sqlite3.connect(":memory:", isolation_level=None)
 >>> ensure_schema(conn, ":memory:")
-5
+6
 """
 
 from __future__ import annotations
@@ -38,13 +39,14 @@ __all__ = [
     "SCHEMA_V2",
     "SCHEMA_V3",
     "SCHEMA_V4",
+    "SCHEMA_V6",
     "check_version",
     "create_version_1",
     "ensure_schema",
     "schema_version",
 ]
 
-CURRENT_VERSION = 5
+CURRENT_VERSION = 6
 
 #: The original design's schema (version 1), kept verbatim in shape so that old files and
 #: tests can create it; never used for new databases.
@@ -550,9 +552,41 @@ def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
     )
 
 
+#: Version 6 (additive): one row per volume x product of the product stage (radarlib.products).
+SCHEMA_V6 = """
+CREATE TABLE products (
+    id              INTEGER PRIMARY KEY,
+    volume_id       TEXT    NOT NULL
+        REFERENCES volume_processing(volume_id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
+    radar_code      TEXT    NOT NULL,
+    product         TEXT    NOT NULL,
+    status          TEXT    NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'processing', 'done', 'failed')),
+    path            TEXT,
+    error_message   TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_at TEXT    NOT NULL,
+    claimed_by      TEXT,
+    claimed_at      TEXT,
+    done_at         TEXT,
+    created_at      TEXT    NOT NULL,
+    updated_at      TEXT    NOT NULL,
+    UNIQUE (volume_id, product)
+);
+CREATE INDEX ix_products_ready ON products(status, radar_code, next_attempt_at)
+"""
+
+
+def _migrate_5_to_6(conn: sqlite3.Connection) -> None:
+    """Version 5 -> 6: add ``products`` (volume x product state of the product stage)."""
+    for statement in _statements(SCHEMA_V6):
+        conn.execute(statement)
+
+
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,
     3: _migrate_3_to_4,
     4: _migrate_4_to_5,
+    5: _migrate_5_to_6,
 }
