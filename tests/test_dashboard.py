@@ -306,11 +306,16 @@ start_date = 2025-11-18
 [[radars]]
 code = "RMA5"
 start_date = 2025-11-18
+[health]
+max_age_minutes = 45
 """
     )
     served = serve(tmp_path, "--config", str(config), env={"RADARLIB_FTP_PASSWORD": PASSWORD})
     try:
         bodies = [served.get(path)[2] for path in ("/", "/api/status", "/healthz", "/nope")]
+        health = json.loads(bodies[2])  # [health] of the config, over its radars (just written)
+        assert health["status"] == "ok" and health["max_age_minutes"] == 45
+        assert [r["radar"] for r in health["databases"][0]["radars"]] == ["RMA1", "RMA5"]
         status, data = served.json("/api/status")
         assert status == 200
         assert [r["radar"] for r in data["databases"][0]["radars"]] == ["RMA1", "RMA5"]

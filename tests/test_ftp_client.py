@@ -11,6 +11,7 @@ import hashlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -183,6 +184,9 @@ def test_wrong_password_is_an_auth_error(ftp_server: FTPServerThread) -> None:
             await _client(ftp_server, password="wrong").connect()
 
     asyncio.run(go())
+    deadline = time.monotonic() + 5  # the server counts the failure after its own short delay
+    while ftp_server.failed_logins < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert ftp_server.failed_logins == 1
 
 

@@ -392,6 +392,8 @@ def test_wrong_password_is_one_clear_error(
     config = _config(ftp_server, tmp_path, password="wrong")
     with caplog.at_level(logging.ERROR), pytest.raises(FTPAuthError, match="login refused"):
         _run(DateBasedFTPDaemon(config), timeout=20)
+    wait_for(lambda: ftp_server.failed_logins >= 1)  # counted after the server's short delay
+    time.sleep(0.3)
     assert ftp_server.failed_logins == 1  # no retry storm
     assert "wrong" not in caplog.text
     assert caplog.text.count("login refused") == 1

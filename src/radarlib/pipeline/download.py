@@ -474,6 +474,7 @@ class DateBasedFTPDaemon:
         c = self.config
         client = await self._connect("scanner")
         workers: list[asyncio.Task[None]] = []
+        scanner: asyncio.Task[None] | None = None
         try:
             await client.check_dir(c.remote_base_path)
             if await client.list_dir(f"{c.remote_base_path}/{c.radar_code}") is None:
@@ -505,15 +506,17 @@ class DateBasedFTPDaemon:
             ]
             workers.append(asyncio.create_task(self._feeder(start, end), name=f"{self._key}/feed"))
             scanner = asyncio.create_task(self._scan_loop(lister, client, start, end, relist))
-            workers.append(scanner)  # cancelled with the others when the run ends
-            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait([scanner, *workers], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # a scanner that returned: the end date is settled
         finally:
-            for task in workers:
-                task.cancel()
-            if workers:
-                await asyncio.wait(workers)
+            # every task ends before the tracker closes; 3.11's wait_for (inside aioftp) can
+            # swallow a cancel that races with a reply, so the cancel is repeated until it does
+            tasks = [*workers] if scanner is None else [scanner, *workers]
+            while pending := [task for task in tasks if not task.done()]:
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=0.5)
             if self._finishing:  # received files are finished and recorded, not dropped
                 await asyncio.wait(self._finishing)
             self._disk.shutdown(wait=False)
