@@ -29,7 +29,7 @@ from radarlib.errors import RemoteFileError, TransportError
 from radarlib.io.ftp.client import FTPClient
 from radarlib.state.remote_files import RemoteFile
 
-__all__ = ["Fetched", "Interrupted", "Received", "fetch_file", "part_path", "receive_file"]
+__all__ = ["Fetched", "Interrupted", "Received", "part_path", "receive_file"]
 
 _FLUSH = 1 << 20  # bytes gathered before a write
 
@@ -196,19 +196,3 @@ async def receive_file(
         await asyncio.shield(asyncio.to_thread(part.discard))
         raise
     return Received(part, bytes(buffer), final, offset)
-
-
-async def fetch_file(
-    client: FTPClient,
-    remote: RemoteFile,
-    final: Path,
-    *,
-    max_size: int,
-    resume: bool = True,
-) -> Fetched:
-    """:func:`receive_file`, then :meth:`Received.finish` in a thread: the whole fetch."""
-    received = await receive_file(client, remote, final, max_size=max_size, resume=resume)
-    if isinstance(received, Fetched):
-        return received
-    # shielded: a stop lets the rename finish (unrecorded, the file is fetched again)
-    return await asyncio.shield(asyncio.to_thread(received.finish))
