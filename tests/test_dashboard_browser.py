@@ -56,9 +56,20 @@ def browser() -> Iterator[Any]:
 
 
 def _wait(driver: Any, condition: Any, timeout: float = 60) -> Any:
+    """Wait until ``condition(driver)`` is true. The page swaps its content when new data
+    comes, so an element read meanwhile may be stale: that check is simply tried again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition)
+    wait = WebDriverWait(
+        driver, timeout, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,)
+    )
+    return wait.until(condition)
+
+
+def _read(driver: Any, read: Any) -> Any:
+    """``read(driver)`` on the page as it is now (read again if the page swapped meanwhile)."""
+    return _wait(driver, lambda d: (read(d),))[0]
 
 
 def _counts(driver: Any, radar: str) -> list[str]:
@@ -100,7 +111,7 @@ def test_page_follows_the_pipeline_without_reload(
         browser.get(dashboard.url)
         _wait(browser, lambda d: _counts(d, "RMA11") != [])
         assert _counts(browser, "RMA11") == ["4", "2", "0", "0", "0", "0"]
-        age = browser.find_element(By.CSS_SELECTOR, "td.age").text
+        age = _read(browser, lambda d: d.find_element(By.CSS_SELECTOR, "td.age").text)
         assert age in ("50 min", "51 min")  # the corrupt volume is the newest observation
         browser.execute_script("window.__notReloaded = true;")
 
@@ -124,24 +135,30 @@ def test_page_follows_the_pipeline_without_reload(
 
         _wait(browser, lambda d: _counts(d, "RMA11") == ["4", "0", "0", "1", "1", "0"])
         time.sleep(1.5)  # ages have ticked, from the server's clock
-        age = browser.find_element(By.CSS_SELECTOR, "td.age").text
+        age = _read(browser, lambda d: d.find_element(By.CSS_SELECTOR, "td.age").text)
         assert age in ("50 min", "51 min")
         assert browser.execute_script("return window.__notReloaded === true;")
-        failures = browser.find_element(By.CSS_SELECTOR, "table.failures").text
+        failures = _read(browser, lambda d: d.find_element(By.CSS_SELECTOR, "table.failures").text)
         assert BAD_ID in failures and "Error" in failures
-        states = [
-            e.get_attribute("class")
-            for e in browser.find_elements(By.CSS_SELECTOR, ".timeline rect.v")
-        ]
+        states = _read(
+            browser,
+            lambda d: [
+                e.get_attribute("class")
+                for e in d.find_elements(By.CSS_SELECTOR, ".timeline rect.v")
+            ],
+        )
         assert sorted(states) == ["v complete", "v failed"]
-        image = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "img.quicklook"))[0]
         _wait(
             browser,
             lambda d: d.execute_script(
-                "var i = arguments[0]; return i.complete && i.naturalWidth > 0;", image
+                "var i = arguments[0]; return i.complete && i.naturalWidth > 0;",
+                d.find_element(By.CSS_SELECTOR, "img.quicklook"),
             ),
         )
-        assert GOOD_ID in image.get_attribute("alt")
+        alt = _read(
+            browser, lambda d: d.find_element(By.CSS_SELECTOR, "img.quicklook").get_attribute("alt")
+        )
+        assert GOOD_ID in alt
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert errors == []
     finally:
