@@ -276,3 +276,37 @@ def test_expected_fields_give_missing_fields() -> None:
         "RMA11_0315_01_DBZH_20251020T152828Z.BUFR",
         "RMA11_0315_01_KDP_20251020T152828Z.BUFR",
     )
+
+
+def test_every_gate_kind_and_the_fill_value_clash() -> None:
+    data = payload(36, 20, 4)
+    data[0, :4] = [np.nan, np.inf, -np.inf, NODATA]
+    data[0, 4] = UNDETECT
+    vol = assemble_volume([bufr("DBZH", [sweep(0, data=data)])])
+    status = vol.fields["DBZH"].status[0, :5]
+    nan, nodata, undetect = GateStatus.NAN, GateStatus.NODATA, GateStatus.UNDETECT
+    assert status.tolist() == [nan, nan, nan, nodata, undetect]
+    data[5, 5] = float(FILL_VALUE)  # a valid value that would read as masked: refused
+    with pytest.raises(VolumeError, match="equals the fill value"):
+        assemble_volume([bufr("DBZH", [sweep(0, data=data)])])
+
+
+def test_fields_placed_in_threads_equal_one_thread_and_gates_outside_are_marked(
+    rma11_dir: Path,
+) -> None:
+    from radarlib.convert import decode_files
+
+    files = decode_files(sorted(rma11_dir.glob("RMA11_0315_01_*.BUFR")))
+    one = assemble_volume(files, threads=1)
+    four = assemble_volume(files, threads=4)
+    assert four.warnings == one.warnings and list(four.fields) == list(one.fields)
+    for name, fd in one.fields.items():
+        other = four.fields[name]
+        assert np.array_equal(fd.values.view(np.uint32), other.values.view(np.uint32))
+        assert np.array_equal(fd.status, other.status)
+        for geometry in one.sweeps:  # beyond each sweep's gates: outside and filled
+            rows = slice(geometry.ray_start, geometry.ray_start + geometry.nrays)
+            beyond = slice(int(fd.gate_index[geometry.number] + fd.ngates[geometry.number]), None)
+            assert np.all(fd.status[rows, beyond] == GateStatus.OUTSIDE)
+            assert np.all(fd.values[rows, beyond] == FILL_VALUE)
+        assert np.isin(fd.status, [int(s) for s in GateStatus]).all()  # no byte left unset

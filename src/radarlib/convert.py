@@ -68,7 +68,7 @@ class ConvertOptions:
     max_decoded_bytes_per_file: int | None = DEFAULT_MAX_FILE_BYTES
     #: cap on the declared decoded bytes of all the files of one volume (None: no cap)
     max_decoded_bytes_per_volume: int | None = DEFAULT_MAX_VOLUME_BYTES
-    #: inflate threads per volume (None: the usable cores, at most 4)
+    #: inflate and field-placing threads per volume (None: the usable cores, at most 4)
     decode_threads: int | None = None
     qc: QCConfig | None = None  #: quality control before writing (radarlib.qc); None = none
 
@@ -211,7 +211,10 @@ def load_volume(
 
         check_files(decoded, opts.qc)
     return assemble_volume(
-        decoded, elevation_tolerance=opts.elevation_tolerance, expected_fields=expected_fields
+        decoded,
+        elevation_tolerance=opts.elevation_tolerance,
+        expected_fields=expected_fields,
+        threads=opts.decode_threads,
     )
 
 

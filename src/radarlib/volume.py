@@ -44,6 +44,7 @@ Rules (ODIM geometry and time, as xradar's ODIM reader):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -52,6 +53,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from radarlib.bufr.layout import decode_threads
 from radarlib.bufr.model import BufrFile, GateStatus, Station, Sweep
 from radarlib.errors import VolumeError
 from radarlib.filename import BufrFileName, VolumeKey
@@ -385,6 +387,7 @@ def _fill_sweep(
     name: str,
     source: str,
     warnings: list[str],
+    scratch: _Scratch | None = None,
 ) -> None:
     if len(sweep.quantities) > 1:
         warnings.append(
@@ -407,7 +410,7 @@ def _fill_sweep(
     for part, start in runs:
         if part.shape[0]:
             rows = slice(start, start + part.shape[0])
-            inexact += _place(part, out_values[rows, gates], out_status[rows, gates])
+            inexact += _place(part, out_values[rows, gates], out_status[rows, gates], scratch)
     if inexact < 0:
         raise VolumeError(
             f"sweep {geometry.number}: a valid value equals the fill value {FILL_VALUE}",
@@ -421,26 +424,63 @@ def _fill_sweep(
 
 
 _DBL_MAX = np.finfo(np.float64).max
+_U8 = np.uint8
+
+
+class _Scratch:
+    """Buffers :func:`_place` reuses from sweep to sweep, so classifying a field makes no
+    large temporaries (fresh pages cost more than the arithmetic)."""
+
+    def __init__(self) -> None:
+        self._size = 0
+        self._magnitude = np.empty(0)
+        self._flags = np.empty((3, 0), dtype=np.bool_)
+        self._twice = np.empty(0, dtype=_U8)
+
+    def take(
+        self, shape: tuple[int, ...]
+    ) -> tuple[npt.NDArray[np.float64], list[npt.NDArray[np.bool_]], npt.NDArray[np.uint8]]:
+        """A float64 buffer, three boolean ones and a uint8 one, all of ``shape``."""
+        n = int(np.prod(shape))
+        if n > self._size:
+            self._size = n
+            self._magnitude = np.empty(n)
+            self._flags = np.empty((3, n), dtype=np.bool_)
+            self._twice = np.empty(n, dtype=_U8)
+        flags = [f[:n].reshape(shape) for f in self._flags]
+        return self._magnitude[:n].reshape(shape), flags, self._twice[:n].reshape(shape)
 
 
 def _place(
-    part: npt.NDArray[np.float64], block: npt.NDArray[np.float32], status: npt.NDArray[np.uint8]
+    part: npt.NDArray[np.float64],
+    block: npt.NDArray[np.float32],
+    status: npt.NDArray[np.uint8],
+    scratch: _Scratch | None = None,
 ) -> int:
-    """Classify ``part`` into ``status`` and copy its valid gates into ``block`` (float32).
+    """Classify ``part`` into ``status`` and copy it into ``block`` (float32, FILL_VALUE
+    where not valid).
 
     Returns how many valid values were rounded by the float32 cast, or -1 when a valid value
     equals the fill value. Valid = finite and not a ±DBL_MAX sentinel (NaN and ±inf are
-    artefacts: status NAN), computed as ``|x| < DBL_MAX`` in one pass.
+    artefacts: status NAN), computed as ``|x| < DBL_MAX``. Every pass writes into
+    ``scratch`` or the outputs; the counts rest on every invalid gate holding FILL_VALUE,
+    which no sentinel, NaN or inf equals.
     """
-    valid = np.abs(part) < _DBL_MAX
-    status[...] = GateStatus.NAN
-    status[valid] = GateStatus.VALID
-    status[part == -_DBL_MAX] = GateStatus.UNDETECT
-    status[part == _DBL_MAX] = GateStatus.NODATA
+    magnitude, (valid, undetect, nodata), twice = (scratch or _Scratch()).take(part.shape)
+    np.less(np.abs(part, out=magnitude), _DBL_MAX, out=valid)
+    np.equal(part, -_DBL_MAX, out=undetect)
+    np.equal(part, _DBL_MAX, out=nodata)
+    # status = NAN - 3*valid - 2*undetect - nodata: VALID 0, UNDETECT 1, NODATA 2, NAN 3
+    np.multiply(valid.view(_U8), _U8(3), out=status)
+    np.subtract(_U8(GateStatus.NAN), status, out=status)
+    np.subtract(status, np.left_shift(undetect.view(_U8), 1, out=twice), out=status)
+    np.subtract(status, nodata.view(_U8), out=status)
+    block[...] = FILL_VALUE
     np.copyto(block, part, casting="unsafe", where=valid)
-    if np.any((block == FILL_VALUE) & valid):
+    invalid = part.size - int(np.count_nonzero(valid))
+    if np.count_nonzero(np.equal(block, FILL_VALUE, out=undetect)) > invalid:
         return -1
-    return int(np.count_nonzero((block != part) & valid))
+    return int(np.count_nonzero(np.not_equal(block, part, out=nodata))) - invalid
 
 
 def _field_data(
@@ -452,21 +492,27 @@ def _field_data(
     warnings: list[str],
 ) -> FieldData:
     source = _source(f)
-    values = np.full((nrays, axis.ngates), FILL_VALUE, dtype=np.float32)
-    status = np.full((nrays, axis.ngates), GateStatus.OUTSIDE, dtype=np.uint8)
+    values = np.empty((nrays, axis.ngates), dtype=np.float32)  # every gate is written below
+    status = np.empty((nrays, axis.ngates), dtype=np.uint8)
     nsweeps = len(sweeps)
     gate_index = np.full(nsweeps, -1, dtype=np.int64)
     shift = np.full(nsweeps, np.nan, dtype=np.float64)
     ngates = np.zeros(nsweeps, dtype=np.int64)
+    scratch = _Scratch()
     for geometry in sweeps:
         i = geometry.number
-        if i >= len(f.sweeps):
-            continue
-        sweep = f.sweeps[i]
-        gate0, shift[i] = axis.place(sweep.range_offset + sweep.range_bin_size / 2.0)
-        gate_index[i], ngates[i] = gate0, sweep.ngates
-        if sweep.ngates:
-            _fill_sweep(values, status, sweep, geometry, gate0, name, source, warnings)
+        outside = [slice(None)]  # the gates of this sweep's rows the field does not cover
+        if i < len(f.sweeps):
+            sweep = f.sweeps[i]
+            gate0, shift[i] = axis.place(sweep.range_offset + sweep.range_bin_size / 2.0)
+            gate_index[i], ngates[i] = gate0, sweep.ngates
+            if sweep.ngates:
+                _fill_sweep(values, status, sweep, geometry, gate0, name, source, warnings, scratch)
+                outside = [slice(0, gate0), slice(gate0 + sweep.ngates, None)]
+        rows = slice(geometry.ray_start, geometry.ray_start + geometry.nrays)
+        for gates in outside:
+            values[rows, gates] = FILL_VALUE
+            status[rows, gates] = GateStatus.OUTSIDE
     missing = tuple(range(len(f.sweeps), nsweeps))
     if missing:
         warnings.append(
@@ -592,8 +638,11 @@ def assemble_volume(
     *,
     elevation_tolerance: float = 0.5,
     expected_fields: Sequence[str] | None = None,
+    threads: int | None = None,
 ) -> Volume:
     """Combine the decoded field files of one volume on one grid (rules in the module doc).
+
+    ``threads`` places the fields in parallel (default: the usable cores, at most 4).
 
     Raises :class:`VolumeError` naming the offending file when the files are not one
     volume, a field is given twice, elevations or ray counts do not match, or bin sizes
@@ -603,10 +652,23 @@ def assemble_volume(
         files, elevation_tolerance=elevation_tolerance, expected_fields=expected_fields
     )
     warnings = list(plan.warnings)
-    fields = {
-        name: _field_data(name, f, plan.sweeps, plan.range_axis, plan.nrays, warnings)
-        for name, f in plan.files.items()
-    }
+
+    def field(item: tuple[str, BufrFile]) -> tuple[FieldData, list[str]]:
+        notes: list[str] = []
+        data = _field_data(*item, plan.sweeps, plan.range_axis, plan.nrays, notes)
+        return data, notes
+
+    # numpy releases the GIL in the per-gate passes: the fields are placed side by side
+    workers = min(len(plan.files), decode_threads() if threads is None else max(1, threads))
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            built = list(pool.map(field, plan.files.items()))
+    else:
+        built = [field(item) for item in plan.files.items()]
+    fields = {}
+    for data, notes in built:
+        fields[data.name] = data
+        warnings.extend(notes)
     return Volume(
         key=plan.key,
         station=plan.station,
