@@ -41,6 +41,7 @@ from radarlib.archive import base_folder, dated_folder, is_dated, recent_folders
 from radarlib.checks import check_bool, check_integer, check_number
 from radarlib.errors import ConfigError, RadarlibError, StateError, UnknownVolumeError
 from radarlib.filename import format_iso, parse_iso
+from radarlib.pipeline.lifecycle import ClaimingDaemon, pid_alive
 from radarlib.pipeline.workers import (
     DEFAULT_CONVERTER,
     ConversionExecutor,
@@ -50,7 +51,7 @@ from radarlib.pipeline.workers import (
     ExecutorUnavailableError,
     WorkerDiedError,
 )
-from radarlib.state.events import announce_ready, wait_for_ready
+from radarlib.state.events import announce_ready
 from radarlib.state.ops_rows import record_conversion_seconds
 from radarlib.volume_types import VolumeTypes, validate_volume_types, volume_type_warnings
 
@@ -217,22 +218,7 @@ def _fields(text: object) -> tuple[str, ...]:
     return tuple(f for f in str(text).split(",") if f)
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this host (a zombie counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc (not Linux): trust kill(0)
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
-
-
-class ProcessingDaemon:
+class ProcessingDaemon(ClaimingDaemon):
     """Converts the complete volumes of one radar, in worker processes, exactly once each.
 
     ``converter`` (``"module:function"`` with :func:`radarlib.convert.convert_volume`'s
@@ -246,18 +232,12 @@ class ProcessingDaemon:
         converter: str = DEFAULT_CONVERTER,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        super().__init__()
         self.config = config
         self._converter = converter
         self._clock = clock or (lambda: datetime.now(timezone.utc))
         self._consumer = f"processing:{config.radar}"
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
-        self._slot_freed: asyncio.Event | None = None
-        self._stop_requested = False
-        self._running = False
         self._tracker: SQLiteStateTracker | None = None
-        self._pool: ConversionExecutor | None = None
-        self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._recording: set[str] = set()
         self._last_recovery = 0.0
         self._worker_restarts = 0
@@ -286,19 +266,7 @@ class ProcessingDaemon:
         """The id this daemon claims volumes under."""
         return self.config.worker_id
 
-    async def run(self) -> None:
-        """Process volumes until :meth:`stop` (or cancellation); returns after a clean shutdown."""
-        if self._running:
-            raise RuntimeError("ProcessingDaemon.run() is already running")
-        self._loop = asyncio.get_running_loop()
-        self._stop_event = asyncio.Event()
-        self._slot_freed = asyncio.Event()
-        if self._stop_requested:
-            self._stop_event.set()
-        await asyncio.to_thread(self._open)
-        self._pool = self._make_pool()
-        self._running = True
-        warm = asyncio.create_task(self._pool.warm_up())
+    def _log_started(self) -> None:
         where = (
             f"on the Dask cluster {self.config.dask_scheduler}"
             if self.config.executor == "dask"
@@ -313,33 +281,15 @@ class ProcessingDaemon:
             self.config.poll_interval,
             extra={"radar": self.config.radar},
         )
-        try:
-            while not self._stop_event.is_set():
-                await self._cycle()
-                await self._sleep()
-        finally:
-            self._running = False
-            self._stop_requested = False  # a later run() starts afresh
-            warm.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await warm
-            await self._drain()
-            await asyncio.to_thread(self._close)
-            log.info(
-                "processing daemon %s stopped: %d processed, %d failed",
-                self.worker_id,
-                self._counters["volumes_processed"],
-                self._counters["volumes_failed"],
-                extra={"radar": self.config.radar},
-            )
 
-    def stop(self) -> None:
-        """Stop claiming and shut down (safe from any thread and from signal handlers)."""
-        self._stop_requested = True
-        loop, event = self._loop, self._stop_event
-        if loop is not None and event is not None:
-            with contextlib.suppress(RuntimeError):  # loop already closed
-                loop.call_soon_threadsafe(event.set)
+    def _log_stopped(self) -> None:
+        log.info(
+            "processing daemon %s stopped: %d processed, %d failed",
+            self.worker_id,
+            self._counters["volumes_processed"],
+            self._counters["volumes_failed"],
+            extra={"radar": self.config.radar},
+        )
 
     def get_stats(self) -> dict[str, Any]:
         """Counters of this daemon plus queue figures from the database (refreshed each cycle)."""
@@ -412,7 +362,7 @@ class ProcessingDaemon:
                     age = time.time() - path.stat().st_mtime
                     if age < self.config.stale_claim_seconds:
                         continue
-            elif _pid_alive(int(match["pid"])):
+            elif pid_alive(int(match["pid"])):
                 continue
             with contextlib.suppress(FileNotFoundError):
                 if path.is_dir() and not path.is_symlink():
@@ -451,7 +401,7 @@ class ProcessingDaemon:
             parts = owner.split(":")
             if len(parts) >= 2 and parts[0] == host and parts[1].isdigit():
                 pid = int(parts[1])
-                if pid != os.getpid() and not _pid_alive(pid):
+                if pid != os.getpid() and not pid_alive(pid):
                     recovered += tracker.recover_stale_claims(worker_id=owner)
         recovered += tracker.recover_stale_claims(
             older_than=timedelta(seconds=self.config.stale_claim_seconds)
@@ -467,8 +417,7 @@ class ProcessingDaemon:
     # ------------------------------------------------------------------ one cycle
 
     async def _cycle(self) -> None:
-        if self._slot_freed is not None:
-            self._slot_freed.clear()
+        self._begin_cycle()
         now = self._clock()
         self._last_poll = format_iso(now)
         try:
@@ -579,21 +528,8 @@ class ProcessingDaemon:
             if own:
                 tracker.close()
 
-    async def _sleep(self) -> None:
-        stop, freed = self._stop_event, self._slot_freed
-        if stop is None or freed is None or stop.is_set() or freed.is_set():
-            return
-        waiters = [
-            asyncio.ensure_future(wait_for_ready(self.config.state_db, self.config.poll_interval)),
-            asyncio.ensure_future(stop.wait()),
-            asyncio.ensure_future(freed.wait()),
-        ]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+    def _wake_signal(self) -> tuple[str | Path, float]:
+        return self.config.state_db, self.config.poll_interval
 
     # ------------------------------------------------------------------ one volume
 
@@ -716,8 +652,7 @@ class ProcessingDaemon:
         finally:
             self._recording.discard(volume_id)
             self._in_flight.pop(volume_id, None)
-            if self._slot_freed is not None:
-                self._slot_freed.set()
+            self._task_ended()
 
     def _release(self, volume_id: str, reason: str) -> None:
         """Return a volume to pending without counting an attempt (no worker could take it)."""

@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from radarlib.filename import format_iso
-from radarlib.pipeline.processing import _pid_alive, default_worker_id
+from radarlib.pipeline.lifecycle import ClaimingDaemon, pid_alive
+from radarlib.pipeline.processing import default_worker_id
 from radarlib.pipeline.workers import ConversionPool, ExecutorUnavailableError, WorkerDiedError
 from radarlib.products.files import remove_orphans
 from radarlib.products.settings import ProductSettings
 from radarlib.products.stage import ProductJob, ProductOutcome, ProductResult, run_product_job
-from radarlib.state.events import wait_for_ready
 
 if TYPE_CHECKING:
     from radarlib.state.products import ClaimedVolume, ProductStore
@@ -71,20 +71,16 @@ class ProductDaemonConfig:
     force: bool = False
 
 
-class ProductDaemon:
+class ProductDaemon(ClaimingDaemon):
     """Makes the products of one radar's completed volumes in worker processes."""
 
+    _pool: ConversionPool | None  # local workers only (products need .call)
+
     def __init__(self, config: ProductDaemonConfig) -> None:
+        super().__init__()
         self.config = config
         self._products = tuple(config.settings.product_names())
         self._store: ProductStore | None = None
-        self._pool: ConversionPool | None = None
-        self._stop_event: asyncio.Event | None = None
-        self._freed: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_requested = False
-        self._running = False
-        self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._since: str | None = None
         self._last_recovery = 0.0
         self._counters = {"products_made": 0, "products_kept": 0, "products_failed": 0,
@@ -98,21 +94,12 @@ class ProductDaemon:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def run(self) -> None:
-        """Make products until :meth:`stop`; returns after a clean shutdown."""
-        if self._running:
-            raise RuntimeError("ProductDaemon.run() is already running")
-        self._loop = asyncio.get_running_loop()
-        self._stop_event = asyncio.Event()
-        self._freed = asyncio.Event()
-        if self._stop_requested:
-            self._stop_event.set()
-        await asyncio.to_thread(self._open)
-        self._pool = ConversionPool(
+    def _make_pool(self) -> ConversionPool:
+        return ConversionPool(
             self.config.settings.max_concurrent, converter="radarlib.products.stage:run_product_job"
         )
-        self._running = True
-        warm = asyncio.create_task(self._pool.warm_up())  # imports take seconds: start now
+
+    def _log_started(self) -> None:
         log.info(
             "product daemon %s started for radar %s: %s",
             self.worker_id,
@@ -120,26 +107,6 @@ class ProductDaemon:
             ", ".join(self._products),
             extra={"radar": self.config.radar_code},
         )
-        try:
-            while not self._stop_event.is_set():
-                await self._cycle()
-                await self._sleep()
-        finally:
-            self._running = False
-            self._stop_requested = False
-            warm.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await warm
-            await self._drain()
-            await asyncio.to_thread(self._close)
-
-    def stop(self) -> None:
-        """Stop claiming and shut down (safe from any thread and from signal handlers)."""
-        self._stop_requested = True
-        loop, event = self._loop, self._stop_event
-        if loop is not None and event is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(event.set)
 
     def get_stats(self) -> dict[str, Any]:
         """Counters of this daemon and the product rows per status (refreshed each cycle)."""
@@ -180,7 +147,7 @@ class ProductDaemon:
             parts = owner.split(":")
             if len(parts) >= 2 and parts[0] == host and parts[1].isdigit():
                 pid = int(parts[1])
-                if pid != os.getpid() and not _pid_alive(pid):
+                if pid != os.getpid() and not pid_alive(pid):
                     count += store.recover(worker_id=owner)
         count += store.recover(older_than=timedelta(seconds=self.config.stale_claim_seconds))
         if count:
@@ -190,7 +157,7 @@ class ProductDaemon:
                 extra={"radar": self.config.radar_code},
             )
         self._counters["claims_recovered"] += count
-        for path in remove_orphans(self.config.output_dir, _pid_alive):
+        for path in remove_orphans(self.config.output_dir, pid_alive):
             log.warning("removed %s, left by a killed product worker", path.name)
 
     # ------------------------------------------------------------------ one cycle
@@ -213,8 +180,7 @@ class ProductDaemon:
         return claimed
 
     async def _cycle(self) -> None:
-        if self._freed is not None:
-            self._freed.clear()
+        self._begin_cycle()
         slots = self.config.settings.max_concurrent - len(self._in_flight)
         try:
             claimed = await asyncio.to_thread(self._enqueue_and_claim, slots)
@@ -228,22 +194,8 @@ class ProductDaemon:
         if self.config.exit_when_idle and not self._in_flight and self._stop_event is not None:
             self._stop_event.set()
 
-    async def _sleep(self) -> None:
-        stop, freed = self._stop_event, self._freed
-        if stop is None or freed is None or stop.is_set() or freed.is_set():
-            return
-        key = f"{self.config.state_db}{COMPLETED_SUFFIX}"
-        waiters = [
-            asyncio.ensure_future(wait_for_ready(key, self.config.settings.poll_interval)),
-            asyncio.ensure_future(stop.wait()),
-            asyncio.ensure_future(freed.wait()),
-        ]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+    def _wake_signal(self) -> tuple[str | Path, float]:
+        return f"{self.config.state_db}{COMPLETED_SUFFIX}", self.config.settings.poll_interval
 
     # ------------------------------------------------------------------ one volume
 
@@ -296,8 +248,7 @@ class ProductDaemon:
             log.exception("volume %s: could not record its products", volume.volume_id)
         finally:
             self._in_flight.pop(volume.volume_id, None)
-            if self._freed is not None:
-                self._freed.set()
+            self._task_ended()
 
     def _record(self, volume: ClaimedVolume, outcome: ProductOutcome) -> None:
         store = self._db()
@@ -351,4 +302,4 @@ class ProductDaemon:
                 if released:
                     log.warning("%d products interrupted by shutdown: back to pending", released)
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(remove_orphans, self.config.output_dir, _pid_alive)
+                await asyncio.to_thread(remove_orphans, self.config.output_dir, pid_alive)
