@@ -20,13 +20,12 @@ import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from radarlib.bufr.inflate import InflateError, inflate_exact
-from radarlib.bufr.model import BufrFile, Quantity, Section1, Station, Sweep
+from radarlib.bufr.model import BufrFile, Quantity, Section1, Station, Sweep, SweepGeometry
 from radarlib.errors import BufrDecodeError
 from radarlib.filename import BufrFileName
 
@@ -104,17 +103,9 @@ class PendingQuantity:
 
 
 @dataclass(frozen=True)
-class SweepHead:
+class SweepHead(SweepGeometry):
     """A sweep's metadata (everything :class:`Sweep` holds but the payloads)."""
 
-    start_time: datetime
-    end_time: datetime
-    elevation: float
-    nrays: int
-    ngates: int
-    range_bin_size: float
-    range_offset: float
-    a1gate: int
     quantities: tuple[PendingQuantity, ...]
     object_type: int = 90
 
@@ -125,18 +116,7 @@ class SweepHead:
 
     def build(self, quantities: Sequence[Quantity]) -> Sweep:
         """The :class:`Sweep` with the given inflated quantities."""
-        return Sweep(
-            start_time=self.start_time,
-            end_time=self.end_time,
-            elevation=self.elevation,
-            nrays=self.nrays,
-            ngates=self.ngates,
-            range_bin_size=self.range_bin_size,
-            range_offset=self.range_offset,
-            a1gate=self.a1gate,
-            quantities=tuple(quantities),
-            object_type=self.object_type,
-        )
+        return Sweep(**self.geometry(), quantities=tuple(quantities), object_type=self.object_type)
 
 
 @dataclass(frozen=True, eq=False)

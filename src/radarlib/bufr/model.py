@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import enum
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +29,7 @@ __all__ = [
     "Station",
     "StationId",
     "Sweep",
+    "SweepGeometry",
     "classify",
     "masked",
 ]
@@ -157,8 +159,8 @@ class Quantity:
 
 
 @dataclass(frozen=True, eq=False)
-class Sweep:
-    """One sweep (elevation) of a polar volume with one or more quantities."""
+class SweepGeometry:
+    """When, where and how a sweep was scanned: what a sweep holds besides its payloads."""
 
     start_time: datetime
     end_time: datetime
@@ -169,6 +171,16 @@ class Sweep:
     range_offset: float
     #: 0 02 134 read as ODIM ``a1gate``: the row of the first ray acquired.
     a1gate: int
+
+    def geometry(self) -> dict[str, Any]:
+        """These fields by name (to build another sweep kind from this one)."""
+        return {f.name: getattr(self, f.name) for f in fields(SweepGeometry)}
+
+
+@dataclass(frozen=True, eq=False)
+class Sweep(SweepGeometry):
+    """One sweep (elevation) of a polar volume with one or more quantities."""
+
     quantities: tuple[Quantity, ...]
     #: 0 30 196 object type (90 = full polar volume in OPERA's encoder).
     object_type: int = 90
