@@ -6,13 +6,12 @@
 ...     end_date=datetime(2025, 1, 2, tzinfo=timezone.utc))          # doctest: +SKIP
 >>> await DateBasedFTPDaemon(config).run()                          # doctest: +SKIP
 
-The state database is the daemon's only memory. A scanner lists the dated hour folders and
-records every wanted file it sees (:mod:`radarlib.pipeline.listing`); a feeder hands the files
-due to ``max_concurrent_downloads`` workers, one FTP connection each, which record a file only
-when it is one whole BUFR message (:mod:`radarlib.pipeline.fetch`). A file's own failure is
-retried with backoff; network faults, refused sessions (the connections then adapt down), a
-full disk or database are retried for as long as the daemon runs and cost no attempt.
-docs/downloads.md explains the whole design.
+The state database is the daemon's only memory. A scanner lists the dated folders and records
+every wanted file it sees (:mod:`~radarlib.pipeline.listing`); a feeder hands the files due to
+``max_concurrent_downloads`` workers, one FTP connection each, which record a file only when
+it is one whole BUFR message (:mod:`~radarlib.pipeline.fetch`). A file's own failure is retried
+with backoff; network faults, refused sessions, a full disk or database are retried for as long
+as the daemon runs and cost no attempt. See docs/downloads.md.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -77,6 +77,11 @@ _SESSION_PROBE = 600.0  # after the server refused sessions, try one more this o
 _SOME_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 
+def _checked(default: Any, check: Callable[..., object], **bounds: Any) -> Any:
+    """A config field that ``check(name, value, **bounds)`` (:mod:`radarlib.checks`) validates."""
+    return field(default=default, metadata={"check": partial(check, **bounds)})
+
+
 @dataclass
 class DateBasedDaemonConfig:
     """Settings of one download daemon: the original design's fields plus timeouts and retries.
@@ -92,35 +97,35 @@ class DateBasedDaemonConfig:
 
     host: str
     _: KW_ONLY
-    port: int = 21
+    port: int = _checked(21, check_integer, low=1, high=65535)
     username: str = "anonymous"
     password: str | None = field(default=None, repr=False)
     remote_base_path: str = "/L2"
     radar_code: str = "RMA1"
     local_download_dir: Path
     state_db: Path
-    start_date: datetime | None = None
-    end_date: datetime | None = None
+    start_date: datetime | None = field(default=None, metadata={"check": check_aware})
+    end_date: datetime | None = field(default=None, metadata={"check": check_aware})
     volume_types: dict[str, dict[str, list[str]]] = field(
         default_factory=lambda: validate_volume_types(DEFAULT_VOLUME_TYPES)
     )
-    poll_interval: float = 60.0
-    max_concurrent_downloads: int = 5
-    verify_checksums: bool = True
-    resume_partial: bool = True
-    connect_timeout: float = 10.0
-    command_timeout: float = 30.0
-    data_timeout: float = 60.0
-    max_attempts: int = 5
-    retry_backoff: float = 2.0
-    failed_retry_interval: float = 900.0
-    lookback_hours: float = 2.0
-    use_tls: bool = False
+    poll_interval: float = _checked(60.0, check_number)
+    max_concurrent_downloads: int = _checked(5, check_integer, low=1, high=64)
+    verify_checksums: bool = _checked(True, check_bool)
+    resume_partial: bool = _checked(True, check_bool)
+    connect_timeout: float = _checked(10.0, check_number)
+    command_timeout: float = _checked(30.0, check_number)
+    data_timeout: float = _checked(60.0, check_number)
+    max_attempts: int = _checked(5, check_integer, low=1)
+    retry_backoff: float = _checked(2.0, check_number, strict=False)
+    failed_retry_interval: float = _checked(900.0, check_number)
+    lookback_hours: float = _checked(2.0, check_number, strict=False)
+    use_tls: bool = _checked(False, check_bool)
     local_layout: Literal["flat", "date"] = "flat"
     tls_ca_file: Path | None = None
-    max_file_size: int = DEFAULT_MAX_FILE_SIZE
-    rescan_days: float = 7.0
-    rescan_interval: float = 3600.0
+    max_file_size: int = _checked(DEFAULT_MAX_FILE_SIZE, check_integer, low=1024)
+    rescan_days: float = _checked(7.0, check_number, strict=False)
+    rescan_interval: float = _checked(3600.0, check_number)
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host.strip():
@@ -145,26 +150,16 @@ class DateBasedDaemonConfig:
             if value is None and optional:
                 continue
             if not isinstance(value, (str, os.PathLike)) or not str(value):
-                kind = "a path or None" if optional else "a path"
-                raise ConfigError(key, f"must be {kind}, got {value!r}")
+                raise ConfigError(
+                    key, f"must be {'a path or None' if optional else 'a path'}, got {value!r}"
+                )
             setattr(self, key, Path(value))
-        check_aware("start_date", self.start_date)
-        check_aware("end_date", self.end_date)
+        for f in dataclasses.fields(self):  # the checks written with each field
+            if "check" in f.metadata:
+                f.metadata["check"](f.name, getattr(self, f.name))
         if self.start_date and self.end_date and self.end_date < self.start_date:
             raise ConfigError("end_date", "is before start_date")
         self.volume_types = validate_volume_types(self.volume_types)
-        check_integer("port", self.port, 1, 65535)
-        check_integer("max_concurrent_downloads", self.max_concurrent_downloads, 1, 64)
-        check_integer("max_attempts", self.max_attempts, 1)
-        check_integer("max_file_size", self.max_file_size, 1024)
-        for key in ("poll_interval", "connect_timeout", "command_timeout", "data_timeout"):
-            check_number(key, getattr(self, key))
-        for key in ("failed_retry_interval", "rescan_interval"):
-            check_number(key, getattr(self, key))
-        for key in ("retry_backoff", "lookback_hours", "rescan_days"):
-            check_number(key, getattr(self, key), strict=False)
-        for key in ("verify_checksums", "resume_partial", "use_tls"):
-            check_bool(key, getattr(self, key))
         if self.local_layout not in ("flat", "date"):
             raise ConfigError(
                 "local_layout", f"must be 'flat' or 'date', got {self.local_layout!r}"
