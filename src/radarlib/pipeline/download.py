@@ -236,9 +236,9 @@ def _backoff(base: float, attempt: int, cap: float) -> float:
 class DateBasedFTPDaemon:
     """Downloads a radar's BUFR files from the dated FTP tree into a folder and the state DB.
 
-    ``tracker`` shares an already open :class:`SQLiteStateTracker` (it is then not closed
-    here); otherwise ``config.state_db`` is opened by :meth:`run`. ``clock`` returns the
-    current UTC time: the one clock of the daemon (a seam for tests).
+    ``tracker`` shares an already open :class:`SQLiteStateTracker` (then not closed here);
+    otherwise :meth:`run` opens ``config.state_db``. ``clock`` returns the current UTC time:
+    the one clock of the daemon (a seam for tests).
     """
 
     def __init__(
@@ -267,22 +267,21 @@ class DateBasedFTPDaemon:
 
     def _new_run(self, start: datetime | None, end: datetime | None, *, relist: bool) -> None:
         """The per-run, in-process state: what is queued or in flight, and the session budget."""
-        slots = 2 * self.config.max_concurrent_downloads
+        most = self.config.max_concurrent_downloads
         self._start, self._end, self._relist = start, end, relist  # this run's period
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(_QUEUE)
         self._inflight: set[str] = set()
         self._tried: set[str] = set()  # files handed to a worker in this run
         self._wake = asyncio.Event()  # the feeder looks at the database again
-        self._sessions = 0  # worker connections open or being opened
-        self._limit = self.config.max_concurrent_downloads  # connections the server allows
+        self._sessions, self._limit = 0, most  # worker connections open; the server's limit
         self._budget = asyncio.Condition()
         self._limited_at: float | None = None
         self._logged_in = False
         self._reconnected = asyncio.Event()
         # received files being made durable and recorded while their connection goes on
         self._finishing: set[asyncio.Task[None]] = set()
-        self._finish_slots = asyncio.Semaphore(slots)
-        self._disk = ThreadPoolExecutor(slots, "ftp-finish")
+        self._finish_slots = asyncio.Semaphore(2 * most)
+        self._disk = ThreadPoolExecutor(2 * most, "ftp-finish")
 
     # -- public API ---------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -427,15 +426,10 @@ class DateBasedFTPDaemon:
                 c, self._db(), self._key, self._offer, self._clock, start, end, self._relist
             )
             await lister.load_resume_point()
-            logger.info(
-                "downloading %s from %s into %s (%s to %s, from hour %s)",
-                c.radar_code,
-                f"{c.host}:{c.port}{c.remote_base_path}",
-                self._root,
-                start or "the resume point",
-                end or "continuous",
-                lister.resume,
-            )
+            message = "downloading %s from %s into %s (%s to %s, from hour %s)"
+            since, until = start or "the resume point", end or "continuous"
+            where = f"{c.host}:{c.port}{c.remote_base_path}"
+            logger.info(message, c.radar_code, where, self._root, since, until, lister.resume)
             tasks = [
                 asyncio.create_task(self._worker(i), name=f"{self._key}/worker-{i}")
                 for i in range(c.max_concurrent_downloads)
@@ -506,10 +500,17 @@ class DateBasedFTPDaemon:
 
     @contextlib.asynccontextmanager
     async def _session_slot(self) -> AsyncIterator[None]:
-        """Hold one of the worker connections the server currently allows."""
+        """Hold one of the worker connections the server currently allows; after the server
+        refused sessions, one more is allowed every ``_SESSION_PROBE`` seconds."""
+        most, loop = self.config.max_concurrent_downloads, asyncio.get_running_loop()
         async with self._budget:
-            while not self._may_open():  # re-checked now and then: the limit is probed upward
-                with contextlib.suppress(asyncio.TimeoutError):
+            while True:
+                if self._limited_at is not None and loop.time() - self._limited_at > _SESSION_PROBE:
+                    self._limit = min(self._limit + 1, most)
+                    self._limited_at = None if self._limit == most else loop.time()
+                if self._sessions < self._limit:
+                    break
+                with contextlib.suppress(asyncio.TimeoutError):  # the limit is probed upward
                     await asyncio.wait_for(self._budget.wait(), 5.0)
             self._sessions += 1
         try:
@@ -518,13 +519,6 @@ class DateBasedFTPDaemon:
             async with self._budget:
                 self._sessions -= 1
                 self._budget.notify_all()
-
-    def _may_open(self) -> bool:
-        now, most = asyncio.get_running_loop().time(), self.config.max_concurrent_downloads
-        if self._limited_at is not None and now - self._limited_at > _SESSION_PROBE:
-            self._limit = min(self._limit + 1, most)
-            self._limited_at = None if self._limit == most else now
-        return self._sessions < self._limit
 
     def _session_refused(self, exc: SessionLimitError) -> None:
         limit = max(1, self._sessions - 1)
@@ -574,7 +568,7 @@ class DateBasedFTPDaemon:
     async def _fetch(self, client: FTPClient, job: _Job) -> bool:
         """Fetch one file; True when its bytes are in and a finisher took it over (the
         connection is free for the next file meanwhile). Only cancellation raises."""
-        c, key = self.config, job.remote.name
+        c = self.config
         try:
             final = await asyncio.to_thread(self._final_path, job.name)
             received = await receive_file(
@@ -590,8 +584,12 @@ class DateBasedFTPDaemon:
             return True
         except Interrupted as exc:  # the bytes so far are kept for a resume
             with contextlib.suppress(StateError):
-                record = self._db().record_remote_partial
-                await asyncio.to_thread(record, key, exc.part_size, exc.part_sha256)
+                record, size, sha256 = (
+                    self._db().record_remote_partial,
+                    exc.part_size,
+                    exc.part_sha256,
+                )
+                await asyncio.to_thread(record, job.remote.name, size, sha256)
             await self._failed(job, exc, counted=False, delay=0.0)
         except (RemoteFileError, _UnsafePath) as exc:  # this file's own problem: an attempt
             await self._failed(job, exc, counted=True)
@@ -615,11 +613,8 @@ class DateBasedFTPDaemon:
             self._done_with(job)
 
     def _final_path(self, name: BufrFileName) -> Path:
-        """The file's final local path, its folder created; never outside the download folder.
-
-        With a dated ``local_download_dir`` the folder is the template filled with the file's
-        observation time (UTC), under the download root.
-        """
+        """The file's final local path, its folder created; never outside the download folder
+        (with a dated ``local_download_dir``: the template filled with the file's UTC time)."""
         folder, t = self._root, name.time
         if self._dated is not None:
             folder = folder / dated_folder(self._dated, t)
@@ -638,9 +633,9 @@ class DateBasedFTPDaemon:
         if outcome.kind == "complete":
             fields = expected_fields(c.volume_types, job.name.strategy, job.name.volume_number)
             sha256 = outcome.sha256 if c.verify_checksums else None
-            listed = list(fields) if fields else None
+            expected = list(fields) if fields else None
             record = DownloadedFile(
-                key, job.remote.remote_path, str(final), outcome.size, sha256, listed
+                key, job.remote.remote_path, str(final), outcome.size, sha256, expected
             )
             ready = await asyncio.to_thread(db.record_remote_downloaded, record)
             stats.files_downloaded += 1
@@ -663,10 +658,7 @@ class DateBasedFTPDaemon:
         self, job: _Job, exc: BaseException, *, counted: bool, delay: float | None = None
     ) -> None:
         """Record a failed try; the file is due again after ``delay`` (default: its backoff).
-
-        Only ``counted`` tries (the file's own fault) spend one of its ``max_attempts``; after
-        them it is retried every ``failed_retry_interval`` seconds.
-        """
+        Only ``counted`` tries (the file's own fault) spend one of its ``max_attempts``."""
         c, key, most = self.config, job.remote.name, self.config.max_attempts
         attempts, pace = job.remote.attempts + counted, c.failed_retry_interval
         if delay is None:
@@ -686,8 +678,9 @@ class DateBasedFTPDaemon:
             logger.warning(text, key, attempts, message, pace)
         elif counted and attempts < most:
             self._stats.retries += 1
-            text = "%s: attempt %d failed (%s); again in %.1f s"
-            logger.info(text, key, attempts, message, delay)
+            logger.info(
+                "%s: attempt %d failed (%s); again in %.1f s", key, attempts, message, delay
+            )
         else:
             self._stats.retries += not counted
             logger.debug("%s: not fetched (%s); again in %.1f s", key, message, delay)
@@ -697,19 +690,15 @@ class DateBasedFTPDaemon:
     # -- handing files to the workers -----------------------------------------------------------
     def _offer(self, files: list[RemoteFile]) -> None:
         """Queue files not yet queued, while the queue has room (the rest stay due in the DB).
-
-        A run with an end date tries a given-up file (``max_attempts`` reached) once; the
-        continuous daemon goes on at the ``failed_retry_interval`` pace.
-        """
-        once = self._end is not None
+        A run with an end date tries a given-up file (``max_attempts`` reached) only once."""
         for remote in files:
             if remote.name in self._inflight or self._queue.full():
                 continue
-            if once and remote.attempts >= self.config.max_attempts and remote.name in self._tried:
+            given_up = remote.attempts >= self.config.max_attempts
+            if self._end is not None and given_up and remote.name in self._tried:
                 continue
             self._tried.add(remote.name)
-            name = BufrFileName.try_parse(remote.name)
-            if name is not None:
+            if (name := BufrFileName.try_parse(remote.name)) is not None:
                 self._inflight.add(remote.name)
                 self._queue.put_nowait(_Job(remote, name))
 
@@ -719,23 +708,17 @@ class DateBasedFTPDaemon:
         while True:
             if (room := _QUEUE - self._queue.qsize()) > 0:
                 try:
-                    due = await self._due(room, exclude=list(self._inflight))
+                    self._offer(await self._due(room, exclude=list(self._inflight)))
                 except StateError as exc:
                     logger.warning("cannot read the files to fetch: %s", exc)
-                    due = []
-                self._offer(due)
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 1.0)
 
     async def _due(self, limit: int, exclude: list[str]) -> list[RemoteFile]:
         """The run's files due now, at most ``limit``, none of ``exclude``."""
-        due, radar, start, end = (
-            self._db().due_remote_files,
-            self.config.radar_code,
-            self._start,
-            self._end,
-        )
+        due, radar = self._db().due_remote_files, self.config.radar_code
+        start, end = self._start, self._end
         return await asyncio.to_thread(
             due, radar, start=start, end=end, limit=limit, exclude=exclude
         )
@@ -766,7 +749,17 @@ class DateBasedFTPDaemon:
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(self._queue.join(), c.poll_interval)
                     if await self._settled():
-                        self._log_end()
+                        s, end = self._stats, self._end.isoformat() if self._end else "now"
+                        logger.info(
+                            "%s done through %s: %d files downloaded, %d given up for now, "
+                            "%d short, %d rejected",
+                            c.radar_code,
+                            end,
+                            s.files_downloaded,
+                            s.failures,
+                            s.short_files,
+                            s.rejected_files,
+                        )
                         return
                 await asyncio.sleep(max(0.0, began + c.poll_interval - loop.time()))
         finally:  # the connection it may have opened again is closed with it
@@ -778,22 +771,9 @@ class DateBasedFTPDaemon:
         if self._inflight:
             return False
         unsettled, c = self._db().unsettled_remote_files, self.config
-        pending = await asyncio.to_thread(
+        if await asyncio.to_thread(
             unsettled, c.radar_code, start=self._start, end=self._end, max_attempts=c.max_attempts
-        )
-        if pending:
+        ):
             return False
         due = await self._due(1000, exclude=[])
         return all(r.name in self._tried for r in due)  # given up: tried once in this run
-
-    def _log_end(self) -> None:
-        s, end = self._stats, self._end
-        logger.info(
-            "%s done through %s: %d files downloaded, %d given up for now, %d short, %d rejected",
-            self.config.radar_code,
-            end.isoformat() if end else "now",
-            s.files_downloaded,
-            s.failures,
-            s.short_files,
-            s.rejected_files,
-        )
