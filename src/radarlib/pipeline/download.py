@@ -45,7 +45,7 @@ from radarlib.errors import (
 from radarlib.filename import BufrFileName
 from radarlib.io.ftp.client import FTPClient
 from radarlib.pipeline.fetch import Fetched, Interrupted, Received, receive_file
-from radarlib.pipeline.listing import RemoteLister, request_rescan
+from radarlib.pipeline.listing import RemoteLister, daemon_key, request_rescan
 from radarlib.pipeline.ownership import exclusive
 from radarlib.state.events import announce_ready
 from radarlib.state.remote_files import RemoteFile
@@ -219,14 +219,6 @@ class _UnsafePath(Exception):
     """A file's local folder resolves outside the download folder (a symlink): not taken."""
 
 
-@dataclass(frozen=True)
-class _Job:
-    """A file handed to a worker: what the database knows of it, and its parsed name."""
-
-    remote: RemoteFile
-    name: BufrFileName
-
-
 def _backoff(base: float, attempt: int, cap: float) -> float:
     """Exponential backoff with jitter: ``base * 2**(attempt-1)`` capped, times 0.5-1.5."""
     delay = min(cap, base * (2 ** max(0, attempt - 1)))
@@ -251,7 +243,7 @@ class DateBasedFTPDaemon:
         self.config = c = config
         self._tracker, self._owns_tracker = tracker, tracker is None
         self._clock = clock or (lambda: datetime.now(timezone.utc))
-        self._key = f"{c.radar_code}@{c.host}:{c.port}{c.remote_base_path}"
+        self._key = daemon_key(c)
         self._stats = _Stats()
         self._started_at: datetime | None = None
         self._skipped_lines = 0  # listing lines the server sent that did not parse
@@ -269,7 +261,7 @@ class DateBasedFTPDaemon:
         """The per-run, in-process state: what is queued or in flight, and the session budget."""
         most = self.config.max_concurrent_downloads
         self._start, self._end, self._relist = start, end, relist  # this run's period
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue(_QUEUE)
+        self._queue: asyncio.Queue[RemoteFile] = asyncio.Queue(_QUEUE)
         self._inflight: set[str] = set()
         self._tried: set[str] = set()  # files handed to a worker in this run
         self._wake = asyncio.Event()  # the feeder looks at the database again
@@ -538,7 +530,7 @@ class DateBasedFTPDaemon:
                 idle_since = 0.0
                 try:
                     while True:
-                        job = await self._queue.get()
+                        remote = await self._queue.get()
                         handed_on = False
                         try:
                             if client is not None and loop.time() - idle_since > _IDLE_RECONNECT:
@@ -548,37 +540,37 @@ class DateBasedFTPDaemon:
                                     client = await self._connect(role)
                                 except SessionLimitError as exc:
                                     self._session_refused(exc)
-                                    await self._failed(job, exc, counted=False, delay=0.0)
+                                    await self._failed(remote, exc, counted=False, delay=0.0)
                                     break  # wait for a session slot again
-                            handed_on = await self._fetch(client, job)
+                            handed_on = await self._fetch(client, remote)
                         finally:
                             idle_since = loop.time()
                             if not handed_on:
-                                self._done_with(job)
+                                self._done_with(remote)
                 finally:
                     if client is not None:
                         client.abort()
 
-    def _done_with(self, job: _Job) -> None:
-        self._inflight.discard(job.remote.name)
+    def _done_with(self, remote: RemoteFile) -> None:
+        self._inflight.discard(remote.name)
         self._queue.task_done()
         if self._queue.empty():
             self._wake.set()
 
-    async def _fetch(self, client: FTPClient, job: _Job) -> bool:
+    async def _fetch(self, client: FTPClient, remote: RemoteFile) -> bool:
         """Fetch one file; True when its bytes are in and a finisher took it over (the
         connection is free for the next file meanwhile). Only cancellation raises."""
         c = self.config
         try:
-            final = await asyncio.to_thread(self._final_path, job.name)
+            final = await asyncio.to_thread(self._final_path, BufrFileName.parse(remote.name))
             received = await receive_file(
-                client, job.remote, final, max_size=c.max_file_size, resume=c.resume_partial
+                client, remote, final, max_size=c.max_file_size, resume=c.resume_partial
             )
             if isinstance(received, Fetched):  # rejected on its size
-                await self._record(job, received, final)
+                await self._record(remote, received, final)
                 return False
             await self._finish_slots.acquire()
-            task = asyncio.create_task(self._finish(job, received))
+            task = asyncio.create_task(self._finish(remote, received))
             self._finishing.add(task)
             task.add_done_callback(self._finishing.discard)
             return True
@@ -589,28 +581,28 @@ class DateBasedFTPDaemon:
                     exc.part_size,
                     exc.part_sha256,
                 )
-                await asyncio.to_thread(record, job.remote.name, size, sha256)
-            await self._failed(job, exc, counted=False, delay=0.0)
+                await asyncio.to_thread(record, remote.name, size, sha256)
+            await self._failed(remote, exc, counted=False, delay=0.0)
         except (RemoteFileError, _UnsafePath) as exc:  # this file's own problem: an attempt
-            await self._failed(job, exc, counted=True)
+            await self._failed(remote, exc, counted=True)
         except TransportError as exc:  # the connection: not the file's fault; others take it
             client.abort()
-            await self._failed(job, exc, counted=False, delay=0.0)
+            await self._failed(remote, exc, counted=False, delay=0.0)
         except (OSError, StateError) as exc:  # our disk or database (full, read-only): later
-            await self._failed(job, exc, counted=False)
+            await self._failed(remote, exc, counted=False)
         return False
 
-    async def _finish(self, job: _Job, received: Received) -> None:
+    async def _finish(self, remote: RemoteFile, received: Received) -> None:
         """Make a received file durable and whole (a worker thread), then record it."""
         try:
             loop = asyncio.get_running_loop()  # the disk's own threads: fsyncs queue there
             outcome = await asyncio.shield(loop.run_in_executor(self._disk, received.finish))
-            await self._record(job, outcome, received.final)
+            await self._record(remote, outcome, received.final)
         except (OSError, StateError) as exc:  # our disk or database: later, no attempt spent
-            await self._failed(job, exc, counted=False)
+            await self._failed(remote, exc, counted=False)
         finally:
             self._finish_slots.release()
-            self._done_with(job)
+            self._done_with(remote)
 
     def _final_path(self, name: BufrFileName) -> Path:
         """The file's final local path, its folder created; never outside the download folder
@@ -627,15 +619,16 @@ class DateBasedFTPDaemon:
             folder.mkdir(parents=True, exist_ok=True)
         return resolved / name.name
 
-    async def _record(self, job: _Job, outcome: Fetched, final: Path) -> None:
+    async def _record(self, remote: RemoteFile, outcome: Fetched, final: Path) -> None:
         """Write a fetch's outcome to the state database (a whole file: its rows at once)."""
-        c, db, key, stats = self.config, self._db(), job.remote.name, self._stats
+        c, db, key, stats = self.config, self._db(), remote.name, self._stats
         if outcome.kind == "complete":
-            fields = expected_fields(c.volume_types, job.name.strategy, job.name.volume_number)
+            name = BufrFileName.parse(key)
+            fields = expected_fields(c.volume_types, name.strategy, name.volume_number)
             sha256 = outcome.sha256 if c.verify_checksums else None
             expected = list(fields) if fields else None
             record = DownloadedFile(
-                key, job.remote.remote_path, str(final), outcome.size, sha256, expected
+                key, remote.remote_path, str(final), outcome.size, sha256, expected
             )
             ready = await asyncio.to_thread(db.record_remote_downloaded, record)
             stats.files_downloaded += 1
@@ -655,12 +648,12 @@ class DateBasedFTPDaemon:
             logger.warning("%s: rejected: %s", key, outcome.reason)
 
     async def _failed(
-        self, job: _Job, exc: BaseException, *, counted: bool, delay: float | None = None
+        self, remote: RemoteFile, exc: BaseException, *, counted: bool, delay: float | None = None
     ) -> None:
         """Record a failed try; the file is due again after ``delay`` (default: its backoff).
         Only ``counted`` tries (the file's own fault) spend one of its ``max_attempts``."""
-        c, key, most = self.config, job.remote.name, self.config.max_attempts
-        attempts, pace = job.remote.attempts + counted, c.failed_retry_interval
+        c, key, most = self.config, remote.name, self.config.max_attempts
+        attempts, pace = remote.attempts + counted, c.failed_retry_interval
         if delay is None:
             delay = _backoff(c.retry_backoff, attempts or 1, pace) if attempts < most else pace
         retry_at = self._clock() + timedelta(seconds=delay)
@@ -698,9 +691,9 @@ class DateBasedFTPDaemon:
             if self._end is not None and given_up and remote.name in self._tried:
                 continue
             self._tried.add(remote.name)
-            if (name := BufrFileName.try_parse(remote.name)) is not None:
+            if BufrFileName.try_parse(remote.name) is not None:
                 self._inflight.add(remote.name)
-                self._queue.put_nowait(_Job(remote, name))
+                self._queue.put_nowait(remote)
 
     async def _feeder(self) -> None:
         """Hand due files from the database to the workers: at start, after each poll, when the

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from radarlib.pipeline.download import DateBasedDaemonConfig
     from radarlib.state.sqlite import SQLiteStateTracker
 
-__all__ = ["BadNames", "RemoteLister", "request_rescan"]
+__all__ = ["BadNames", "RemoteLister", "daemon_key", "request_rescan"]
 
 logger = logging.getLogger("radarlib.pipeline.download")
 
@@ -41,12 +41,12 @@ def _shown(text: str) -> str:
     return repr(text) if len(text) <= 80 else f"{text[:80]!r}… ({len(text)} characters)"
 
 
+@dataclass
 class BadNames:
     """One WARNING per distinct problem per run; past :data:`_MAX_WARNED`, only a count."""
 
-    def __init__(self) -> None:
-        self.keys: set[str] = set()
-        self.count = 0
+    keys: set[str] = field(default_factory=set)
+    count: int = 0
 
     def warn(self, key: str, message: str, *args: object) -> None:
         self.count += 1
@@ -161,7 +161,7 @@ class RemoteLister:
 
     def _take_requests(self) -> list[tuple[datetime, datetime]]:
         """The rescans asked for with :func:`request_rescan`, taken out of the database."""
-        taken = self.db.take_checkpoints(_requests_prefix(self.key))
+        taken = self.db.take_checkpoints(f"ftp-rescan-request:{self.key}:")
         return [pair for _, value in taken if (pair := _parse_request(value)) is not None]
 
     async def scan_hour(
@@ -204,8 +204,8 @@ class RemoteLister:
     def accept(self, raw: str, folder: str) -> BufrFileName | None:
         """The parsed name of a wanted file, or None (bad names: one warning each per run)."""
         c, where = self.config, f"{folder}/{raw[:100]}"
-        hostile = len(raw) > _MAX_NAME or raw != raw.strip() or ".." in raw
-        if hostile or any(ch in raw for ch in "/\\") or not raw.isprintable():
+        odd = len(raw) > _MAX_NAME or raw != raw.strip() or not raw.isprintable()
+        if odd or ".." in raw or "/" in raw or "\\" in raw:  # no path may leave the folder
             self.warnings.warn(where, "ignoring hostile file name %s in %s", _shown(raw), folder)
             return None
         parsed = BufrFileName.try_parse(raw)
@@ -237,8 +237,9 @@ class RemoteLister:
         return parsed
 
 
-def _requests_prefix(daemon_key: str) -> str:
-    return f"ftp-rescan-request:{daemon_key}:"
+def daemon_key(config: DateBasedDaemonConfig) -> str:
+    """What names a download daemon's checkpoints: radar, server and base path."""
+    return f"{config.radar_code}@{config.host}:{config.port}{config.remote_base_path}"
 
 
 def _parse_request(text: str) -> tuple[datetime, datetime] | None:
@@ -253,11 +254,7 @@ def _parse_request(text: str) -> tuple[datetime, datetime] | None:
 def request_rescan(
     tracker: SQLiteStateTracker, config: DateBasedDaemonConfig, since: datetime, until: datetime
 ) -> None:
-    """Ask the running download daemon of ``config`` to list ``[since, until]`` again.
-
-    The request waits in the state database; the daemon takes it at its next poll.
-    """
-    c = config
-    prefix = _requests_prefix(f"{c.radar_code}@{c.host}:{c.port}{c.remote_base_path}")
+    """Ask the running download daemon of ``config`` to list ``[since, until]`` again; the
+    request waits in the state database, and the daemon takes it at its next poll."""
     period = f"{format_iso(since)}/{format_iso(until)}"
-    tracker.set_checkpoint(prefix + period, period)
+    tracker.set_checkpoint(f"ftp-rescan-request:{daemon_key(config)}:{period}", period)

@@ -58,7 +58,6 @@ class RemoteEntry:
     name: str
     is_dir: bool
     size: int | None
-    modify: str | None = None
 
 
 def _status(exc: aioftp.StatusCodeError) -> tuple[str, str]:
@@ -103,10 +102,6 @@ class FTPClient:
     skipped_lines: int = field(default=0, init=False)  # listing lines that did not parse
     _client: aioftp.Client | None = field(default=None, init=False)
     _mlsd: bool = field(default=True, init=False)
-
-    def __repr__(self) -> str:
-        state = "connected" if self.connected else "closed"
-        return f"FTPClient({self.username}@{self.host}:{self.port}, {state})"
 
     @property
     def connected(self) -> bool:
@@ -209,12 +204,9 @@ class FTPClient:
 
     @contextlib.asynccontextmanager
     async def _data(self, line: str, *, offset: int = 0) -> AsyncIterator[AsyncIterator[bytes]]:
-        """The blocks of a data connection for ``line`` (REST ``offset`` first).
-
-        Built from aioftp's public pieces rather than ``get_stream``, so that a refused command
-        closes its data socket and each block read waits at most ``data_timeout``. The
-        transfer's 2xx is read on a clean exit; leaving early drops the (now unusable) session.
-        """
+        """The blocks of a data connection for ``line`` (REST ``offset`` first); its 2xx is read
+        on a clean exit, leaving early drops the session. Not aioftp's ``get_stream``: a refused
+        command must close its data socket, and each block read wait at most ``data_timeout``."""
         if self._client is None:
             raise TransportError(f"{self.host}:{self.port}: not connected")
         try:
@@ -259,11 +251,8 @@ class FTPClient:
             yield block
 
     async def iter_dir(self, path: str) -> AsyncIterator[RemoteEntry]:
-        """Stream the entries of folder ``path`` (MLSD if the server has it, else LIST).
-
-        A missing folder is :class:`RemoteFileError`; bad lines are counted in
-        :attr:`skipped_lines`. Nothing else may use this client until the iteration ends.
-        """
+        """Stream the entries of folder ``path`` (MLSD if the server has it, else LIST); a missing
+        folder is :class:`RemoteFileError`. Nothing else may use this client until it ends."""
         if self._mlsd:
             try:
                 async for entry in self._iter_listing(f"MLSD {path}", mlsd=True):
@@ -311,10 +300,8 @@ class FTPClient:
     @contextlib.asynccontextmanager
     async def retrieve(self, path: str, *, offset: int = 0) -> AsyncIterator[AsyncIterator[bytes]]:
         """The blocks of ``path`` from byte ``offset`` (REST); the transfer is confirmed on exit.
-
-        A missing file or a refused REST is :class:`RemoteFileError`; a stall longer than
-        ``data_timeout`` or a broken connection is :class:`TransportError` (session dropped).
-        """
+        A missing file or refused REST is :class:`RemoteFileError`; a stall longer than
+        ``data_timeout`` or a broken connection is :class:`TransportError` (session dropped)."""
         async with self._data(f"RETR {path}", offset=offset) as blocks:
             yield blocks
 
@@ -327,9 +314,7 @@ def _parse_mlsd(line: bytes) -> RemoteEntry | None:
     kind = str(facts.get("type", "")).lower()
     if kind in ("cdir", "pdir") or not str(path):
         return None
-    return RemoteEntry(
-        str(path), kind == "dir", parse_count(facts.get("size")), facts.get("modify")
-    )
+    return RemoteEntry(str(path), kind == "dir", parse_count(facts.get("size")))
 
 
 def _parse_list(line: bytes) -> RemoteEntry | None:
