@@ -522,7 +522,8 @@ class DateBasedFTPDaemon:
 
     # -- workers --------------------------------------------------------------------------------
     async def _worker(self, index: int) -> None:
-        """Take files from the queue and fetch them over one connection of this worker's own."""
+        """Take files from the queue and fetch them over one connection of this worker's own
+        (given back when the server refuses sessions, until a slot is free again)."""
         role, loop = f"download worker {index}", asyncio.get_running_loop()
         while True:
             async with self._session_slot():
@@ -536,13 +537,12 @@ class DateBasedFTPDaemon:
                             if client is not None and loop.time() - idle_since > _IDLE_RECONNECT:
                                 client.abort()
                             if client is None or not client.connected:
-                                try:
-                                    client = await self._connect(role)
-                                except SessionLimitError as exc:
-                                    self._session_refused(exc)
-                                    await self._failed(remote, exc, counted=False, delay=0.0)
-                                    break  # wait for a session slot again
+                                client = await self._connect(role)
                             handed_on = await self._fetch(client, remote)
+                        except SessionLimitError as exc:  # from _connect: too many sessions
+                            self._session_refused(exc)
+                            await self._failed(remote, exc, counted=False, delay=0.0)
+                            break  # wait for a session slot again
                         finally:
                             idle_since = loop.time()
                             if not handed_on:

@@ -94,10 +94,8 @@ class Received:
         self.path.unlink(missing_ok=True)
 
     def finish(self) -> Fetched:
-        """Write the rest, make it durable, judge the envelope; rename a whole file into place.
-
-        On a disk error nothing is kept (the OSError is raised).
-        """
+        """Write the rest, make it durable, judge the envelope, rename a whole file into place
+        (on a disk error nothing is kept, and the OSError is raised)."""
         try:
             self.write(self.rest)
             self.close(sync=True)
@@ -137,12 +135,9 @@ async def receive_file(
 ) -> Received | Fetched:
     """Receive ``remote`` (see the module docstring); a :class:`Fetched` only when rejected.
 
-    Raises:
-        Interrupted: the connection broke mid-transfer; the bytes so far are in the ``.part``
-            (when ``resume``).
-        RemoteFileError: the server refused the file (gone, REST refused); nothing is kept.
-        TransportError: the connection failed before any byte came.
-        OSError: the local disk failed (full, read-only); nothing is kept.
+    Raises :class:`Interrupted` (cut mid-transfer; with ``resume`` the bytes so far stay in the
+    ``.part``), :class:`RemoteFileError` (the server refused the file), :class:`TransportError`
+    (no byte came) or :class:`OSError` (the local disk failed); nothing else is kept.
     """
     if remote.size is not None and remote.size > max_size:
         return Fetched("rejected", remote.size, reason=f"{remote.size} bytes, over {max_size}")
