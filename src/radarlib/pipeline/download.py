@@ -576,12 +576,8 @@ class DateBasedFTPDaemon:
             return True
         except Interrupted as exc:  # the bytes so far are kept for a resume
             with contextlib.suppress(StateError):
-                record, size, sha256 = (
-                    self._db().record_remote_partial,
-                    exc.part_size,
-                    exc.part_sha256,
-                )
-                await asyncio.to_thread(record, remote.name, size, sha256)
+                keep = self._db().record_remote_partial
+                await asyncio.to_thread(keep, remote.name, exc.part_size, exc.part_sha256)
             await self._failed(remote, exc, counted=False, delay=0.0)
         except (RemoteFileError, _UnsafePath) as exc:  # this file's own problem: an attempt
             await self._failed(remote, exc, counted=True)

@@ -33,7 +33,6 @@ logger = logging.getLogger("radarlib.pipeline.download")
 
 _MAX_NAME = 255
 _MAX_WARNED = 1000  # distinct bad names warned about per run; counted after that
-_LAST_SECOND = scan.HOUR - timedelta(seconds=1)
 
 
 def _shown(text: str) -> str:
@@ -114,14 +113,7 @@ class RemoteLister:
             await self.scan_hour(client, hour, start, end)
         if self.relist:
             return True  # the whole period, once
-        # only closed hours wholly inside [start, end] may be skipped by later polls
-        closed = {
-            h
-            for h in recent
-            if scan.is_closed(h, now, c.lookback)
-            and scan.in_range(h, start, end)
-            and scan.in_range(h + _LAST_SECOND, start, end)
-        }
+        closed = [h for h in recent if scan.is_closed(h, now, c.lookback) and self._inside(h)]
         coverage = scan.advance_coverage(self.coverage, resume, closed)
         if coverage is not None and coverage != self.coverage:
             await asyncio.to_thread(db.set_checkpoint, f"ftp-scan:{self.key}", coverage.format())
@@ -130,14 +122,17 @@ class RemoteLister:
             logger.info("rescanning %s from %s to %s (requested)", c.radar_code, since, until)
             await self._scan_hours(client, list(scan.iter_hours(since, until)), since, until)
         window = start if end is not None else now - timedelta(days=c.rescan_days)
-        folders = db.short_remote_folders  # was an upload cut, or is it whole now?
-        for path in await asyncio.to_thread(
-            folders, c.radar_code, start=window, end=end
-        ):  # was an upload cut, or is it whole now?
+        short = db.short_remote_folders  # the folders of short files: are they whole now?
+        for path in await asyncio.to_thread(short, c.radar_code, start=window, end=end):
             await self.scan_folder(client, path, start, end)
         if end is None:
             await self._deep_rescan(client, now)
         return end is not None and now >= end  # this poll listed every hour up to the end
+
+    def _inside(self, hour: datetime) -> bool:
+        """The whole hour lies in ``[start, end]`` (only such hours may be skipped later)."""
+        last = hour + scan.HOUR - timedelta(seconds=1)
+        return all(scan.in_range(t, self.start, self.end) for t in (hour, last))
 
     async def _scan_hours(
         self, client: FTPClient, hours: list[datetime], start: datetime | None, end: datetime | None
