@@ -1,16 +1,13 @@
 """Fetch one remote file: into ``.<name>.part``, judged by its BUFR envelope, durable, renamed.
 
 A file is kept only when it is one whole BUFR message (its size equals the length section 0
-declares, and it ends with ``7777``, see :mod:`radarlib.bufr.envelope`). Then it is fsynced,
-renamed to its final name and its folder fsynced: a final name always holds a whole file.
-A file that is shorter than it declares is *short* (still being uploaded, or cut): nothing is
-kept and the caller waits for the server's size to change. A file that is not BUFR, or grows
-past ``max_size``, is *rejected*.
-
-Blocks are gathered in memory and written by a worker thread (never on the event loop). A
-transfer cut by the network leaves its bytes in the ``.part`` and reports their size and
-sha256 (:class:`Interrupted`); the next attempt resumes with REST only if the ``.part`` is
-still exactly those bytes and the server's file is at least as long, else it starts over.
+declares and it ends with ``7777``, see :mod:`radarlib.bufr.envelope`); it is then fsynced,
+renamed, and its folder fsynced: a final name always holds a whole file. A shorter file is
+*short* (still uploading, or cut): nothing is kept and it is fetched again when the server's
+size changes. One that is not BUFR, or grows past ``max_size``, is *rejected*. Blocks are
+written by a worker thread, never on the event loop. A transfer cut by the network leaves its
+bytes in the ``.part`` (:class:`Interrupted`); the next attempt resumes with REST only if the
+``.part`` is still exactly those bytes and the server's file is at least as long.
 """
 
 from __future__ import annotations
@@ -59,21 +56,24 @@ def part_path(final: Path) -> Path:
     return final.with_name(f".{final.name}.part")
 
 
-class _Part:
-    """The ``.part`` file being written, with the running sha256 of everything in it."""
+class Received:
+    """A file's ``.part`` being written from byte ``offset``, with the running sha256 of it all.
 
-    def __init__(self, path: Path, offset: int) -> None:
-        self.path = path
-        self.sha = hashlib.sha256()
-        self.size = 0
+    When every byte is in (the last ones still in memory, :attr:`rest`), the connection is free
+    again and :meth:`finish` (blocking: a worker thread) completes the file.
+    """
+
+    def __init__(self, final: Path, offset: int) -> None:
+        self.final, self.path, self.resumed_from = final, part_path(final), offset
+        self.sha, self.size, self.rest = hashlib.sha256(), 0, b""
         if offset:
-            with path.open("rb") as handle:
+            with self.path.open("rb") as handle:
                 while block := handle.read(_FLUSH):
                     self.sha.update(block)
                     self.size += len(block)
         if self.size != offset:
-            raise OSError(f"{path}: holds {self.size} bytes, not {offset}")
-        self._handle: Any = path.open("ab" if offset else "wb")
+            raise OSError(f"{self.path}: holds {self.size} bytes, not {offset}")
+        self._handle: Any = self.path.open("ab" if offset else "wb")
 
     def write(self, data: bytes) -> None:
         if data:
@@ -93,86 +93,58 @@ class _Part:
             self.close()
         self.path.unlink(missing_ok=True)
 
-    def finish(self, data: bytes, final: Path) -> Fetched:
-        """Write the rest, make it durable, judge the envelope; rename a whole file into place."""
-        self.write(data)
-        self.close(sync=True)
-        envelope = read_envelope(self.path)
-        if envelope.state != "complete":
-            self.path.unlink(missing_ok=True)
-            kind: Literal["short", "rejected"] = (
-                "short" if envelope.state == "short" else "rejected"
-            )
-            return Fetched(kind, self.size, reason=f"not a whole BUFR message: {envelope.reason}")
-        os.replace(self.path, final)
-        fsync_path(final.parent, directory=True)
-        return Fetched("complete", self.size, self.sha.hexdigest())
+    def finish(self) -> Fetched:
+        """Write the rest, make it durable, judge the envelope, rename a whole file into place
+        (on a disk error nothing is kept, and the OSError is raised)."""
+        try:
+            self.write(self.rest)
+            self.close(sync=True)
+            envelope = read_envelope(self.path)
+            if envelope.state != "complete":
+                self.path.unlink(missing_ok=True)
+                kind: Literal["short", "rejected"] = (
+                    "short" if envelope.state == "short" else "rejected"
+                )
+                reason = f"not a whole BUFR message: {envelope.reason}"
+                return Fetched(kind, self.size, None, reason, self.resumed_from)
+            os.replace(self.path, self.final)
+            fsync_path(self.final.parent, directory=True)
+        except OSError:
+            self.discard()
+            raise
+        return Fetched("complete", self.size, self.sha.hexdigest(), "", self.resumed_from)
 
 
-def _open_part(path: Path, remote: RemoteFile, resume: bool) -> _Part:
+def _open_part(final: Path, remote: RemoteFile, resume: bool) -> Received:
     """The ``.part`` to write: resumed only if it is exactly the recorded bytes, else new."""
-    offset = 0
+    path = part_path(final)
     if resume and remote.part_size and remote.part_sha256:
         size_ok = remote.size is None or remote.part_size <= remote.size
         with contextlib.suppress(OSError):
             if size_ok and path.stat().st_size == remote.part_size:
-                part = _Part(path, remote.part_size)
+                part = Received(final, remote.part_size)
                 if part.sha.hexdigest() == remote.part_sha256:
                     return part
                 part.discard()
     path.unlink(missing_ok=True)
-    return _Part(path, offset)
-
-
-@dataclass
-class Received:
-    """Every byte of a file is in: the rest of it in memory, the rest in its ``.part``.
-
-    The connection is free again; :meth:`finish` (blocking: a worker thread) writes the
-    rest, makes it durable, judges its envelope and renames a whole file into place.
-    """
-
-    part: _Part
-    rest: bytes
-    final: Path
-    resumed_from: int
-
-    def finish(self) -> Fetched:
-        """See :meth:`_Part.finish`; on a disk error nothing is kept (OSError is raised)."""
-        try:
-            outcome = self.part.finish(self.rest, self.final)
-        except OSError:
-            self.part.discard()
-            raise
-        return Fetched(
-            outcome.kind, outcome.size, outcome.sha256, outcome.reason, self.resumed_from
-        )
+    return Received(final, 0)
 
 
 async def receive_file(
-    client: FTPClient,
-    remote: RemoteFile,
-    final: Path,
-    *,
-    max_size: int,
-    resume: bool = True,
+    client: FTPClient, remote: RemoteFile, final: Path, *, max_size: int, resume: bool = True
 ) -> Received | Fetched:
     """Receive ``remote`` (see the module docstring); a :class:`Fetched` only when rejected.
 
-    Raises:
-        Interrupted: the connection broke mid-transfer; the bytes so far are in the ``.part``
-            (when ``resume``).
-        RemoteFileError: the server refused the file (gone, REST refused); nothing is kept.
-        TransportError: the connection failed before any byte came.
-        OSError: the local disk failed (full, read-only); nothing is kept.
+    Raises :class:`Interrupted` (cut mid-transfer; with ``resume`` the bytes so far stay in the
+    ``.part``), :class:`RemoteFileError` (the server refused the file), :class:`TransportError`
+    (no byte came) or :class:`OSError` (the local disk failed); nothing else is kept.
     """
     if remote.size is not None and remote.size > max_size:
         return Fetched("rejected", remote.size, reason=f"{remote.size} bytes, over {max_size}")
-    part = await asyncio.to_thread(_open_part, part_path(final), remote, resume)
-    offset = part.size
+    part = await asyncio.to_thread(_open_part, final, remote, resume)
     buffer = bytearray()
     try:
-        async with client.retrieve(remote.remote_path, offset=offset) as blocks:
+        async with client.retrieve(remote.remote_path, offset=part.size) as blocks:
             async for block in blocks:
                 buffer += block
                 if part.size + len(buffer) > max_size:
@@ -195,4 +167,5 @@ async def receive_file(
     except BaseException:  # cancelled (stop), or a local write error: nothing half-written stays
         await asyncio.shield(asyncio.to_thread(part.discard))
         raise
-    return Received(part, bytes(buffer), final, offset)
+    part.rest = bytes(buffer)
+    return part

@@ -1,11 +1,8 @@
 """One owner per download folder and state database: an OS lock that dies with its process.
 
->>> with exclusive(Path("/srv/RMA1/bufr/.radarlib-RMA1.lock"), "RMA1"):  # doctest: +SKIP
-...     ...  # only this process downloads RMA1 into that folder
-
 The lock is ``flock`` on a small file beside what it guards; the kernel releases it when the
-process exits, however it exits (``kill -9`` included), so there is never a stale lock to
-clean up. The file holds the owner's pid, for the message the second process gets.
+process exits, however it exits (``kill -9`` included), so there is never a stale lock to clean
+up. The file holds the owner's pid, for the message the second process gets.
 """
 
 from __future__ import annotations
@@ -23,11 +20,8 @@ __all__ = ["exclusive"]
 
 @contextlib.contextmanager
 def exclusive(path: Path, what: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if missing) for the ``with`` block.
-
-    Raises:
-        OwnershipError: another live process holds it (names that process's pid).
-    """
+    """Hold an exclusive lock on ``path`` (created if missing) for the ``with`` block;
+    :class:`OwnershipError` naming the owner's pid if another live process holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:

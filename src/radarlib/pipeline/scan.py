@@ -1,13 +1,11 @@
 """Which remote hour folders a poll lists: resume point, look-back window, end date (pure).
 
-The server keeps one folder per hour (``<base>/<RADAR>/<YYYY>/<MM>/<DD>/<HH>/``). A poll
-lists the hours from the *resume point* (the first hour not yet known complete) up to the
-present or the end date. An hour becomes *closed* once ``lookback`` has passed since it
-ended; a closed hour whose files were all handled is folded into the :class:`Coverage`
-kept in the state database, so the next poll (or the next process) starts after it
-instead of re-listing history.
+The server keeps one folder per hour (``<base>/<RADAR>/<YYYY>/<MM>/<DD>/<HH>/``). A poll lists
+the hours from the *resume point* (the first hour not yet known complete) up to the present or
+the end date. An hour is *closed* once ``lookback`` has passed since it ended; closed hours
+whose files were all handled join the :class:`Coverage` kept in the state database, so the
+next poll (or process) starts after them instead of re-listing history.
 
->>> from datetime import datetime, timedelta, timezone
 >>> t = datetime(2025, 1, 1, 10, 30, tzinfo=timezone.utc)
 >>> [h.hour for h in hours_to_list(resume=t - timedelta(hours=2), now=t, end=None)]
 [8, 9, 10]
@@ -56,8 +54,7 @@ def iter_hours(first: datetime, last: datetime) -> Iterator[datetime]:
 
 def hour_dir(base: str, radar: str, hour: datetime) -> str:
     """The server folder of one hour, ``<base>/<RADAR>/<YYYY>/<MM>/<DD>/<HH>``."""
-    h = floor_hour(hour)
-    return f"{base.rstrip('/')}/{radar}/{h:%Y/%m/%d/%H}"
+    return f"{base.rstrip('/')}/{radar}/{floor_hour(hour):%Y/%m/%d/%H}"
 
 
 def is_closed(hour: datetime, now: datetime, lookback: timedelta) -> bool:
@@ -84,9 +81,7 @@ class Coverage:
     @classmethod
     def parse(cls, text: str | None) -> Coverage | None:
         """The inverse of :meth:`format`; ``None`` for a missing or unreadable checkpoint."""
-        if not text:
-            return None
-        first, sep, through = text.partition("/")
+        first, sep, through = (text or "").partition("/")
         try:
             result = cls(parse_iso(first), parse_iso(through if sep else first))
         except ValueError:
@@ -108,10 +103,9 @@ def resume_point(
 ) -> datetime:
     """The first hour to list after a (re)start; derived from the state DB, never plain "now".
 
-    With a start date: the end of the stored coverage if that coverage contains the start
-    date, else the start date itself. Without one (continuous mode): the end of the
-    coverage, else the hour of the newest recorded file minus the look-back, else (first
-    run ever) ``now - lookback``.
+    With a start date: the end of the stored coverage if it contains the start date, else the
+    start date. Without one: the end of the coverage, else the hour of the newest recorded file
+    minus the look-back, else (first run ever) ``now - lookback``.
     """
     if start is not None:
         if coverage is not None and coverage.first <= floor_hour(start) <= coverage.through:
@@ -119,9 +113,7 @@ def resume_point(
         return floor_hour(start)
     if coverage is not None:
         return coverage.through
-    if latest_observation is not None:
-        return floor_hour(latest_observation - lookback)
-    return floor_hour(now - lookback)
+    return floor_hour((latest_observation or now) - lookback)
 
 
 def hours_to_list(*, resume: datetime, now: datetime, end: datetime | None) -> list[datetime]:
@@ -131,37 +123,34 @@ def hours_to_list(*, resume: datetime, now: datetime, end: datetime | None) -> l
 
 
 def advance_coverage(
-    coverage: Coverage | None,
-    resume: datetime,
-    finished: Iterable[datetime],
+    coverage: Coverage | None, resume: datetime, finished: Iterable[datetime]
 ) -> Coverage | None:
     """Extend the coverage over the contiguous run of ``finished`` hours starting at ``resume``.
 
-    ``finished`` holds hours that were listed while closed and whose files are all handled
-    (downloaded or recorded as failed). A gap stops the advance: the hour after it is listed
-    again at the next poll. A coverage that does not touch ``resume`` is replaced by a new
-    one starting there (the start date moved outside the old span).
+    ``finished`` holds hours listed while closed whose files are all handled. A gap stops the
+    advance (the hour after it is listed again at the next poll). A coverage that does not touch
+    ``resume`` is replaced by one starting there (the start date moved outside the old span).
     """
     done = {floor_hour(h) for h in finished}
-    through = floor_hour(resume)
+    start = through = floor_hour(resume)
     while through in done:
         through += HOUR
-    if through == floor_hour(resume):
+    if through == start:
         return coverage
-    if coverage is not None and coverage.first <= floor_hour(resume) <= coverage.through:
+    if coverage is not None and coverage.first <= start <= coverage.through:
         return Coverage(coverage.first, max(through, coverage.through))
-    if coverage is not None and floor_hour(resume) <= coverage.first <= through:
-        return Coverage(floor_hour(resume), max(through, coverage.through))
-    return Coverage(floor_hour(resume), through)
+    if coverage is not None and start <= coverage.first <= through:
+        return Coverage(start, max(through, coverage.through))
+    return Coverage(start, through)
 
 
 @dataclass(frozen=True)
 class RescanCursor:
     """Where the deep rescan stands: the next (older) hour to list, and when its pass began.
 
-    A pass walks from the newest hour the regular polls no longer list back to
-    ``now - days``, a slice per poll, sized so that one pass takes about ``interval``
-    seconds; the next pass starts ``interval`` after the previous one began.
+    A pass walks from the newest hour the regular polls no longer list back to ``now - days``,
+    a slice per poll sized so that a pass takes about ``interval`` seconds; the next pass starts
+    ``interval`` after the previous one began.
     """
 
     next_hour: datetime | None = None
@@ -177,10 +166,7 @@ class RescanCursor:
         """The inverse of :meth:`format`; a fresh cursor for a missing or unreadable one."""
         try:
             first, _, second = (text or "").partition("/")
-            return cls(
-                parse_iso(first) if first not in ("", "-") else None,
-                parse_iso(second) if second not in ("", "-") else None,
-            )
+            return cls(*(parse_iso(p) if p not in ("", "-") else None for p in (first, second)))
         except ValueError:
             return cls()
 
@@ -188,23 +174,17 @@ class RescanCursor:
         self, *, now: datetime, newest: datetime, days: float, interval: float, poll: float
     ) -> tuple[list[datetime], RescanCursor]:
         """This poll's hours (newest first, from ``newest`` back) and the cursor after them."""
-        oldest = floor_hour(now - timedelta(days=days))
-        newest = floor_hour(newest)
+        oldest, newest = floor_hour(now - timedelta(days=days)), floor_hour(newest)
         if days <= 0 or newest < oldest:
             return [], self
         cursor = self
-        due = cursor.pass_started is None or now >= cursor.pass_started + timedelta(
-            seconds=interval
-        )
-        if cursor.next_hour is None:
-            if not due:
+        if cursor.next_hour is None:  # a new pass, when its time has come
+            began = cursor.pass_started
+            if began is not None and now < began + timedelta(seconds=interval):
                 return [], cursor
             cursor = RescanCursor(newest, now)
-        total = int((newest - oldest) / HOUR) + 1
-        per_poll = max(1, math.ceil(total * poll / interval))
+        per_poll = max(1, math.ceil(((newest - oldest) // HOUR + 1) * poll / interval))
         first = min(cursor.next_hour or newest, newest)
-        hours = [first - i * HOUR for i in range(per_poll) if first - i * HOUR >= oldest]
-        following = hours[-1] - HOUR if hours else None
-        if following is not None and following < oldest:
-            following = None
+        hours = [hour for i in range(per_poll) if (hour := first - i * HOUR) >= oldest]
+        following = hours[-1] - HOUR if hours and hours[-1] - HOUR >= oldest else None
         return hours, RescanCursor(following, cursor.pass_started)
