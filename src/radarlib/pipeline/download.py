@@ -45,6 +45,7 @@ from radarlib.errors import (
 from radarlib.filename import BufrFileName
 from radarlib.io.ftp.client import FTPClient
 from radarlib.pipeline.fetch import Fetched, Interrupted, Received, receive_file
+from radarlib.pipeline.lifecycle import Stoppable
 from radarlib.pipeline.listing import RemoteLister, daemon_key, request_rescan
 from radarlib.pipeline.ownership import exclusive
 from radarlib.state.events import announce_ready
@@ -225,7 +226,7 @@ def _backoff(base: float, attempt: int, cap: float) -> float:
     return delay * random.uniform(0.5, 1.5)  # jitter, not security
 
 
-class DateBasedFTPDaemon:
+class DateBasedFTPDaemon(Stoppable):
     """Downloads a radar's BUFR files from the dated FTP tree into a folder and the state DB.
 
     ``tracker`` shares an already open :class:`SQLiteStateTracker` (then not closed here);
@@ -240,6 +241,7 @@ class DateBasedFTPDaemon:
         tracker: SQLiteStateTracker | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        super().__init__()
         self.config = c = config
         self._tracker, self._owns_tracker = tracker, tracker is None
         self._clock = clock or (lambda: datetime.now(timezone.utc))
@@ -247,9 +249,7 @@ class DateBasedFTPDaemon:
         self._stats = _Stats()
         self._started_at: datetime | None = None
         self._skipped_lines = 0  # listing lines the server sent that did not parse
-        self._running = self._stop_requested = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
+        self._running = False
         self._ssl_context: ssl.SSLContext | None = None
         self._lister: RemoteLister | None = None  # made when a run has its database
         # the download root (a dated template's base folder) and, under it, the dated rest
@@ -280,14 +280,6 @@ class DateBasedFTPDaemon:
         c = self.config
         where = f"{c.username}@{c.host}:{c.port}{c.remote_base_path}"
         return f"DateBasedFTPDaemon({c.radar_code} from {where}, running={self._running})"
-
-    def stop(self) -> None:
-        """Ask :meth:`run` to finish; safe from any thread or a signal handler, idempotent."""
-        self._stop_requested = True
-        loop, event = self._loop, self._stop_event
-        if loop is not None and event is not None:
-            with contextlib.suppress(RuntimeError):  # loop already closed
-                loop.call_soon_threadsafe(event.set)
 
     def get_stats(self) -> dict[str, Any]:
         """Counters and position: files, bytes, failures, retries, last poll, resume point."""

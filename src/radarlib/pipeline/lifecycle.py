@@ -13,11 +13,14 @@ import contextlib
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from radarlib.pipeline.workers import ConversionExecutor
 from radarlib.state.events import wait_for_ready
 
-__all__ = ["ClaimingDaemon", "pid_alive"]
+if TYPE_CHECKING:
+    from radarlib.pipeline.workers import ConversionExecutor
+
+__all__ = ["ClaimingDaemon", "Stoppable", "pid_alive"]
 
 
 def pid_alive(pid: int) -> bool:
@@ -36,14 +39,29 @@ def pid_alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
-class ClaimingDaemon(ABC):
-    """Runs claim cycles until :meth:`stop`; subclasses say what a cycle claims and runs."""
+class Stoppable:
+    """A daemon whose ``run`` ends when :meth:`stop` sets its stop event (from any thread)."""
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
+        self._stop_requested = False  # stop() before run(): the run ends at once
+
+    def stop(self) -> None:
+        """Ask ``run`` to finish; safe from any thread or a signal handler, idempotent."""
+        self._stop_requested = True
+        loop, event = self._loop, self._stop_event
+        if loop is not None and event is not None:
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                loop.call_soon_threadsafe(event.set)
+
+
+class ClaimingDaemon(Stoppable, ABC):
+    """Runs claim cycles until :meth:`stop`; subclasses say what a cycle claims and runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
         self._freed: asyncio.Event | None = None  # a running task ended: claim again now
-        self._stop_requested = False
         self._running = False
         self._pool: ConversionExecutor | None = None
         self._in_flight: dict[str, asyncio.Task[None]] = {}
@@ -75,14 +93,6 @@ class ClaimingDaemon(ABC):
             await self._drain()
             await asyncio.to_thread(self._close)
             self._log_stopped()
-
-    def stop(self) -> None:
-        """Stop claiming and shut down (safe from any thread and from signal handlers)."""
-        self._stop_requested = True
-        loop, event = self._loop, self._stop_event
-        if loop is not None and event is not None:
-            with contextlib.suppress(RuntimeError):  # loop already closed
-                loop.call_soon_threadsafe(event.set)
 
     def _task_ended(self) -> None:
         """A running task ended: its slot is free, the next cycle need not wait."""
@@ -135,8 +145,8 @@ class ClaimingDaemon(ABC):
     def _wake_signal(self) -> tuple[str | Path, float]:
         """The ready-signal key :func:`wait_for_ready` waits on, and the poll interval."""
 
-    def _log_started(self) -> None:  # noqa: B027 - optional hook
+    def _log_started(self) -> None:
         """Log the start (after the pool is up)."""
 
-    def _log_stopped(self) -> None:  # noqa: B027 - optional hook
+    def _log_stopped(self) -> None:
         """Log the end (after the database is closed)."""
