@@ -220,6 +220,14 @@ class _UnsafePath(Exception):
     """A file's local folder resolves outside the download folder (a symlink): not taken."""
 
 
+@dataclass(frozen=True)
+class _Job:
+    """A file handed to a worker: what the database knows of it, and its name parsed once."""
+
+    remote: RemoteFile
+    name: BufrFileName
+
+
 def _backoff(base: float, attempt: int, cap: float) -> float:
     """Exponential backoff with jitter: ``base * 2**(attempt-1)`` capped, times 0.5-1.5."""
     delay = min(cap, base * (2 ** max(0, attempt - 1)))
@@ -261,7 +269,7 @@ class DateBasedFTPDaemon(Stoppable):
         """The per-run, in-process state: what is queued or in flight, and the session budget."""
         most = self.config.max_concurrent_downloads
         self._start, self._end, self._relist = start, end, relist  # this run's period
-        self._queue: asyncio.Queue[RemoteFile] = asyncio.Queue(_QUEUE)
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue(_QUEUE)
         self._inflight: set[str] = set()
         self._tried: set[str] = set()  # files handed to a worker in this run
         self._wake = asyncio.Event()  # the feeder looks at the database again
@@ -523,22 +531,22 @@ class DateBasedFTPDaemon(Stoppable):
                 idle_since = 0.0
                 try:
                     while True:
-                        remote = await self._queue.get()
+                        job = await self._queue.get()
                         handed_on = False
                         try:
                             if client is not None and loop.time() - idle_since > _IDLE_RECONNECT:
                                 client.abort()
                             if client is None or not client.connected:
                                 client = await self._connect(role)
-                            handed_on = await self._fetch(client, remote)
+                            handed_on = await self._fetch(client, job)
                         except SessionLimitError as exc:  # from _connect: too many sessions
                             self._session_refused(exc)
-                            await self._failed(remote, exc, counted=False, delay=0.0)
+                            await self._failed(job.remote, exc, counted=False, delay=0.0)
                             break  # wait for a session slot again
                         finally:
                             idle_since = loop.time()
                             if not handed_on:
-                                self._done_with(remote)
+                                self._done_with(job.remote)
                 finally:
                     if client is not None:
                         client.abort()
@@ -549,20 +557,20 @@ class DateBasedFTPDaemon(Stoppable):
         if self._queue.empty():
             self._wake.set()
 
-    async def _fetch(self, client: FTPClient, remote: RemoteFile) -> bool:
+    async def _fetch(self, client: FTPClient, job: _Job) -> bool:
         """Fetch one file; True when its bytes are in and a finisher took it over (the
         connection is free for the next file meanwhile). Only cancellation raises."""
-        c = self.config
+        c, remote = self.config, job.remote
         try:
-            final = await asyncio.to_thread(self._final_path, BufrFileName.parse(remote.name))
+            final = await asyncio.to_thread(self._final_path, job.name)
             received = await receive_file(
                 client, remote, final, max_size=c.max_file_size, resume=c.resume_partial
             )
             if isinstance(received, Fetched):  # rejected on its size
-                await self._record(remote, received, final)
+                await self._record(job, received, final)
                 return False
             await self._finish_slots.acquire()
-            task = asyncio.create_task(self._finish(remote, received))
+            task = asyncio.create_task(self._finish(job, received))
             self._finishing.add(task)
             task.add_done_callback(self._finishing.discard)
             return True
@@ -580,17 +588,17 @@ class DateBasedFTPDaemon(Stoppable):
             await self._failed(remote, exc, counted=False)
         return False
 
-    async def _finish(self, remote: RemoteFile, received: Received) -> None:
+    async def _finish(self, job: _Job, received: Received) -> None:
         """Make a received file durable and whole (a worker thread), then record it."""
         try:
             loop = asyncio.get_running_loop()  # the disk's own threads: fsyncs queue there
             outcome = await asyncio.shield(loop.run_in_executor(self._disk, received.finish))
-            await self._record(remote, outcome, received.final)
+            await self._record(job, outcome, received.final)
         except (OSError, StateError) as exc:  # our disk or database: later, no attempt spent
-            await self._failed(remote, exc, counted=False)
+            await self._failed(job.remote, exc, counted=False)
         finally:
             self._finish_slots.release()
-            self._done_with(remote)
+            self._done_with(job.remote)
 
     def _final_path(self, name: BufrFileName) -> Path:
         """The file's final local path, its folder created; never outside the download folder
@@ -607,12 +615,12 @@ class DateBasedFTPDaemon(Stoppable):
             folder.mkdir(parents=True, exist_ok=True)
         return resolved / name.name
 
-    async def _record(self, remote: RemoteFile, outcome: Fetched, final: Path) -> None:
+    async def _record(self, job: _Job, outcome: Fetched, final: Path) -> None:
         """Write a fetch's outcome to the state database (a whole file: its rows at once)."""
-        c, db, key, stats = self.config, self._db(), remote.name, self._stats
+        c, db, remote, stats = self.config, self._db(), job.remote, self._stats
+        key = remote.name
         if outcome.kind == "complete":
-            name = BufrFileName.parse(key)
-            fields = expected_fields(c.volume_types, name.strategy, name.volume_number)
+            fields = expected_fields(c.volume_types, job.name.strategy, job.name.volume_number)
             sha256 = outcome.sha256 if c.verify_checksums else None
             expected = list(fields) if fields else None
             record = DownloadedFile(
@@ -679,9 +687,9 @@ class DateBasedFTPDaemon(Stoppable):
             if self._end is not None and given_up and remote.name in self._tried:
                 continue
             self._tried.add(remote.name)
-            if BufrFileName.try_parse(remote.name) is not None:
+            if (name := BufrFileName.try_parse(remote.name)) is not None:
                 self._inflight.add(remote.name)
-                self._queue.put_nowait(remote)
+                self._queue.put_nowait(_Job(remote, name))
 
     async def _feeder(self) -> None:
         """Hand due files from the database to the workers: at start, after each poll, when the
